@@ -1,0 +1,267 @@
+"""Typed configuration: YAML files and ``section.key=value`` overrides, validated with clear errors.
+
+Every problem raises :class:`ConfigError` with one sentence naming the key, the value and what is
+allowed; the CLI prints that sentence and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid."""
+
+
+def _choices(*names: str) -> dict:
+    return {"choices": names}
+
+
+def _at_least(low: float) -> dict:
+    return {"min": low}
+
+
+@dataclass
+class DataConfig:
+    name: str = field(default="digits", metadata=_choices("toy4", "digits", "mnist", "file"))
+    path: str | None = None  # IDX directory for mnist; npz/npy/csv file for `file`
+    binarize: str = field(default="dynamic", metadata=_choices("dynamic", "fixed", "none"))
+    val_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    test_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    toy4_size: int = field(default=4096, metadata=_at_least(4))  # examples drawn for toy4
+    mnist_train_limit: int | None = None  # use only the first N training images (None: all)
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = field(default=8, metadata=_at_least(1))
+    posterior: str = field(default="noise_basis",
+                           metadata=_choices("gaussian", "implicit", "noise_basis"))
+    likelihood: str = field(default="bernoulli", metadata=_choices("bernoulli", "gaussian"))
+    prior: str = field(default="standard_normal", metadata=_choices("standard_normal"))
+    hidden: list[int] = field(default_factory=lambda: [256, 256])  # encoder and decoder widths
+    activation: str = field(default="elu",
+                            metadata=_choices("elu", "relu", "leaky_relu", "tanh", "softplus"))
+    noise_dim: int = field(default=16, metadata=_at_least(1))  # ε dimension of implicit samplers
+    n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
+    inject_noise: bool = False  # implicit: also add a linear map of ε at every hidden layer
+    beta: float = field(default=1.0, metadata=_at_least(0.0))  # KL weight; 1 is the ELBO
+
+
+@dataclass
+class DivergenceConfig:
+    name: str = field(default="avb_ac", metadata=_choices("analytic", "monte_carlo", "avb", "avb_ac"))
+    critic_width: int = field(default=256, metadata=_at_least(1))
+    critic_blocks: int = field(default=3, metadata=_at_least(0))
+    gaussian_skip: bool = True  # add ½‖z‖² to T where the contrast is N(0, I)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = field(default=3000, metadata=_at_least(1))  # model (primal) updates
+    batch_size: int = field(default=128, metadata=_at_least(1))
+    seed: int = field(default=0, metadata=_at_least(0))
+    lr: float = field(default=1e-3, metadata={"min": 0.0, "exclusive_min": True})
+    critic_lr: float = field(default=1e-3, metadata={"min": 0.0, "exclusive_min": True})
+    beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999})  # AVB uses 0.5
+    beta2: float = field(default=0.999, metadata={"min": 0.0, "max": 0.9999})
+    critic_steps: int = field(default=1, metadata=_at_least(0))  # critic updates per model update
+    n_samples: int = field(default=1, metadata=_at_least(1))  # z samples per example
+    checkpoint_every: int = field(default=500, metadata=_at_least(1))
+    val_every: int = field(default=250, metadata=_at_least(1))
+    log_every: int = field(default=10, metadata=_at_least(1))
+    run_dir: str = "runs/default"
+    progress_bar: bool = True
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number",
+            str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise TypeError; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        return [_coerce(v, typing.get_args(tp)[0]) for v in value]
+    if tp is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise TypeError from None
+        raise TypeError
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _check_range(key: str, value: Any, meta: dict) -> None:
+    if value is None:
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {', '.join(meta['choices'])}")
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if not isinstance(v, (int, float)):
+            continue
+        if not math.isfinite(v):
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
+        if "min" in meta and (v < meta["min"] or (meta.get("exclusive_min") and v == meta["min"])):
+            bound = f"> {meta['min']}" if meta.get("exclusive_min") else f">= {meta['min']}"
+            raise ConfigError(f"{key}: {value!r} is out of range; expected {bound}")
+        if "max" in meta and v > meta["max"]:
+            raise ConfigError(f"{key}: {value!r} is out of range; expected <= {meta['max']}")
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    section_name, _, name = key.partition(".")
+    if section_name not in SECTIONS or not name:
+        raise ConfigError(f"unknown config key {key!r}; expected section.key with section one of "
+                          f"{', '.join(SECTIONS)}")
+    section = getattr(cfg, section_name)
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if name not in fields:
+        raise ConfigError(f"unknown config key {key!r}; {section_name} accepts "
+                          f"{', '.join(fields)}")
+    tp = typing.get_type_hints(type(section))[name]
+    try:
+        coerced = _coerce(value, tp)
+    except TypeError:
+        raise ConfigError(f"{key}: {value!r} has the wrong type; expected {_type_name(tp)}") from None
+    meta = dict(fields[name].metadata)
+    if name == "hidden":
+        meta.setdefault("min", 1)
+    _check_range(key, coerced, meta)
+    setattr(section, name, coerced)
+
+
+def _flatten(raw: Any, source: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {type(raw).__name__}")
+    flat = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {section!r}; expected one of "
+                              f"{', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping of keys to values")
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value``; the value is read as YAML (``3``, ``1e-3``, ``true``, ``[64, 64]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a validated :class:`Config` from defaults, an optional YAML file, and overrides.
+
+    Raises:
+        ConfigError: for a missing or unparsable file, an unknown key, a wrong type or a value out
+            of range; the message names the key and what is allowed.
+    """
+    cfg = Config()
+    entries: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
+        entries.update(_flatten(raw, str(path)))
+    for text in overrides:
+        key, value = parse_override(text)
+        entries[key] = value
+    for key, value in entries.items():
+        _set(cfg, key, value)
+    _check_consistency(cfg)
+    return cfg
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a validated Config from :meth:`Config.to_dict` output (e.g. a checkpoint's copy)."""
+    cfg = Config()
+    for key, value in _flatten(raw, "stored config").items():
+        _set(cfg, key, value)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    if cfg.data.name in ("file",) and not cfg.data.path:
+        raise ConfigError("data.path: required when data.name is 'file'; give an .npz, .npy or .csv file")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {cfg.data.val_fraction + cfg.data.test_fraction}"
+            " leaves too little training data; expected a sum below 0.9")

@@ -1,0 +1,91 @@
+"""The divergence-estimator interface: how KL(q(z|x) ‖ p(z)) is estimated when a density is missing."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..posteriors import Posterior, PosteriorSample
+from ..priors import Prior
+
+
+class CriticLoss(NamedTuple):
+    """The estimator's own training loss and the critic's classification accuracy (nan if none)."""
+
+    loss: torch.Tensor
+    accuracy: float
+
+
+class DivergenceEstimator(nn.Module):
+    """Estimates KL(q(z|x) ‖ p(z)) per example — or, where ``is_kl`` is False, the divergence named by
+    ``divergence_name`` — from reparameterised samples of q.
+
+    Subclass requirements:
+      - ``_estimate(x, q, prior) -> (B,)``: the per-example estimate, differentiable w.r.t. ``q.z`` so
+        that its gradient reaches the posterior's sampler. For a critic-based estimator it is an
+        *estimate* (not a bound) that is only as good as the critic.
+      - ``_critic_loss(x, q, prior) -> CriticLoss``: the loss that trains the estimator's own parameters,
+        given samples cut from the posterior's graph; estimators without parameters keep the default
+        (zero loss).
+      - class attributes ``needs_posterior_density``, ``needs_posterior_moments``,
+        ``needs_prior_density`` declare what the estimator reads; :class:`~implicit_vae.model.ImplicitVAE`
+        checks them when a model is built.
+      - ``is_kl`` is False for estimators of another divergence (MMD, energy distance), whose
+        ``divergence_name`` is then reported in every output.
+    Shapes: ``x`` (B, data_dim); ``q.z`` (n, B, D).
+    """
+
+    needs_posterior_density: bool = False
+    needs_posterior_moments: bool = False
+    needs_prior_density: bool = False
+    is_kl: bool = True
+    divergence_name: str = "kl"
+
+    def __init__(self, data_dim: int, latent_dim: int):
+        super().__init__()
+        self.data_dim, self.latent_dim = data_dim, latent_dim
+
+    @property
+    def has_critic(self) -> bool:
+        """True when the estimator has parameters of its own to train."""
+        return any(p.requires_grad for p in self.parameters())
+
+    def estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        """Per-example divergence estimate, shape (B,)."""
+        self._check(x, q)
+        return self._estimate(x, q, prior)
+
+    def critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
+        """The estimator's training loss on samples cut from the posterior (``q`` is detached here)."""
+        self._check(x, q)
+        return self._critic_loss(x, q.detach(), prior)
+
+    @classmethod
+    def requirements_error(cls, posterior: Posterior, prior: Prior) -> str | None:
+        """A sentence saying why this estimator cannot work with ``posterior`` and ``prior``, or None.
+
+        A class method, so compatibility is known before any critic is built."""
+        name = cls.__name__
+        if cls.needs_posterior_density and not posterior.has_density:
+            return f"{name} needs log q(z|x), but {type(posterior).__name__} has no density"
+        if cls.needs_posterior_moments and not posterior.has_moments:
+            return f"{name} needs the moments of q(z|x), which {type(posterior).__name__} cannot give"
+        if cls.needs_prior_density and not prior.has_density:
+            return f"{name} needs log p(z), but {type(prior).__name__} has no density"
+        return None
+
+    def _check(self, x: torch.Tensor, q: PosteriorSample) -> None:
+        if x.dim() != 2 or x.shape[1] != self.data_dim:
+            raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
+        if q.z.dim() != 3 or q.z.shape[1:] != (x.shape[0], self.latent_dim):
+            raise ValueError(
+                f"z must have shape (n, {x.shape[0]}, {self.latent_dim}), got {tuple(q.z.shape)}"
+            )
+
+    def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
+        return CriticLoss(q.z.new_zeros(()), float("nan"))

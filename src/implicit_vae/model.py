@@ -1,0 +1,124 @@
+"""ImplicitVAE: posterior + prior + likelihood + divergence estimator -> per-example loss terms.
+
+Plain PyTorch: usable in any training loop (see the README), and wrapped for Lightning in ``train.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .divergences.base import CriticLoss, DivergenceEstimator
+from .likelihoods import Likelihood
+from .posteriors import Posterior, PosteriorSample
+from .priors import Prior
+
+
+class IncompatibleComponentsError(ValueError):
+    """The chosen estimator cannot work with the chosen posterior or prior."""
+
+
+@dataclass
+class LossTerms:
+    """Per-example terms of the (estimated) negative ELBO.
+
+    Attributes:
+        reconstruction: E_q[log p(x|z)], shape (B,).
+        kl: the estimator's KL(q(z|x) ‖ p(z)) estimate (or its named divergence), shape (B,).
+        loss: mean over the batch of −reconstruction + β·kl, a scalar to minimise.
+        q: the posterior sample the terms were computed from.
+    """
+
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+    loss: torch.Tensor
+    q: PosteriorSample
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        """Per-example reconstruction − KL estimate; a bound only if the KL is exact."""
+        return self.reconstruction - self.kl
+
+
+class ImplicitVAE(nn.Module):
+    """A VAE whose KL term comes from a :class:`DivergenceEstimator`.
+
+    Args:
+        posterior: q(z|x), explicit or implicit.
+        prior: p(z), explicit or implicit.
+        likelihood: p(x|z) with its decoder.
+        estimator: estimates KL(q(z|x) ‖ p(z)) from samples.
+        beta: weight of the KL term (1 gives the ELBO).
+
+    Raises:
+        IncompatibleComponentsError: when the estimator needs a density or moments the posterior or
+            prior lacks, naming the estimators that can work.
+    """
+
+    def __init__(self, posterior: Posterior, prior: Prior, likelihood: Likelihood,
+                 estimator: DivergenceEstimator, beta: float = 1.0):
+        super().__init__()
+        dims = {posterior.latent_dim, prior.latent_dim, likelihood.latent_dim, estimator.latent_dim}
+        if len(dims) != 1:
+            raise IncompatibleComponentsError(f"latent dimensions disagree: {sorted(dims)}")
+        if posterior.data_dim != likelihood.data_dim:
+            raise IncompatibleComponentsError(
+                f"posterior reads {posterior.data_dim} data dims, likelihood models "
+                f"{likelihood.data_dim}")
+        reason = estimator.requirements_error(posterior, prior)
+        if reason is not None:
+            raise IncompatibleComponentsError(
+                f"{reason}; estimators that work here: {', '.join(compatible_estimators(posterior, prior))}")
+        self.posterior, self.prior, self.likelihood, self.estimator = (
+            posterior, prior, likelihood, estimator)
+        self.beta = beta
+
+    @property
+    def latent_dim(self) -> int:
+        return self.posterior.latent_dim
+
+    def forward(self, x: torch.Tensor, n_samples: int = 1) -> LossTerms:
+        """Loss terms for a batch ``x`` of shape (B, data_dim), using ``n_samples`` z per example."""
+        q = self.posterior.sample(x, n_samples)
+        reconstruction = self.likelihood.log_prob(x, q.z).mean(0)  # (B,)
+        kl = self.estimator.estimate(x, q, self.prior)  # (B,)
+        loss = (-reconstruction + self.beta * kl).mean()
+        return LossTerms(reconstruction, kl, loss, q)
+
+    def critic_loss(self, x: torch.Tensor, n_samples: int = 1) -> CriticLoss:
+        """The estimator's own loss on fresh posterior samples, which carry no gradient to the model."""
+        with torch.no_grad():
+            q = self.posterior.sample(x, n_samples)
+        return self.estimator.critic_loss(x, q, self.prior)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) for x (B, data_dim) and z (n, B, D); returns (n, B). Used by AIS."""
+        return self.likelihood.log_prob(x, z)
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the posterior, decoder and (learnable) prior: what the ELBO trains."""
+        critic = {id(p) for p in self.estimator.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in critic]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the estimator's critic(s): what the critic loss trains."""
+        return [p for p in self.estimator.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x|z] for one z ~ q(z|x) per example; shape (B, data_dim)."""
+        return self.likelihood.mean(self.posterior.sample(x, 1).z[0])
+
+    @torch.no_grad()
+    def generate(self, n: int) -> torch.Tensor:
+        """E[x|z] for ``n`` prior samples; shape (n, data_dim)."""
+        return self.likelihood.mean(self.prior.sample(n))
+
+
+def compatible_estimators(posterior: Posterior, prior: Prior) -> list[str]:
+    """Names in ESTIMATORS whose requirements this posterior and prior meet."""
+    from .divergences import ESTIMATORS
+
+    return [name for name, cls in ESTIMATORS.items() if cls.requirements_error(posterior, prior) is None]
