@@ -37,19 +37,23 @@ class DataConfig:
     val_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     toy4_size: int = field(default=4096, metadata=_at_least(4))  # examples drawn for toy4
-    mnist_train_limit: int | None = None  # use only the first N training images (None: all)
+    mnist_train_limit: int | None = field(
+        default=None, metadata=_at_least(1)
+    )  # use only the first N training images (None: all)
 
 
 @dataclass
 class ModelConfig:
     latent_dim: int = field(default=8, metadata=_at_least(1))
-    posterior: str = field(default="noise_basis",
-                           metadata=_choices("gaussian", "implicit", "noise_basis"))
+    posterior: str = field(
+        default="noise_basis", metadata=_choices("gaussian", "implicit", "noise_basis")
+    )
     likelihood: str = field(default="bernoulli", metadata=_choices("bernoulli", "gaussian"))
     prior: str = field(default="standard_normal", metadata=_choices("standard_normal"))
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # encoder and decoder widths
-    activation: str = field(default="elu",
-                            metadata=_choices("elu", "relu", "leaky_relu", "tanh", "softplus"))
+    activation: str = field(
+        default="elu", metadata=_choices("elu", "relu", "leaky_relu", "tanh", "softplus")
+    )
     noise_dim: int = field(default=16, metadata=_at_least(1))  # ε dimension of implicit samplers
     n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
     inject_noise: bool = False  # implicit: also add a linear map of ε at every hidden layer
@@ -58,7 +62,9 @@ class ModelConfig:
 
 @dataclass
 class DivergenceConfig:
-    name: str = field(default="avb_ac", metadata=_choices("analytic", "monte_carlo", "avb", "avb_ac"))
+    name: str = field(
+        default="avb_ac", metadata=_choices("analytic", "monte_carlo", "avb", "avb_ac")
+    )
     critic_width: int = field(default=256, metadata=_at_least(1))
     critic_blocks: int = field(default=3, metadata=_at_least(0))
     gaussian_skip: bool = True  # add ½‖z‖² to T where the contrast is N(0, I)
@@ -80,7 +86,9 @@ class TrainConfig:
     log_every: int = field(default=10, metadata=_at_least(1))
     run_dir: str = "runs/default"
     progress_bar: bool = True
-    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    threads: int | None = field(
+        default=None, metadata=_at_least(1)
+    )  # torch intra-op threads (None: torch's default)
 
 
 @dataclass
@@ -105,8 +113,13 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) is list:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number",
-            str: "a string"}.get(tp, str(tp))
+    return {
+        type(None): "null",
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+    }.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any) -> Any:
@@ -155,7 +168,9 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
     if value is None:
         return
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {', '.join(meta['choices'])}")
+        raise ConfigError(
+            f"{key}: {value!r} is not allowed; expected one of {', '.join(meta['choices'])}"
+        )
     values = value if isinstance(value, list) else [value]
     for v in values:
         if not isinstance(v, (int, float)):
@@ -172,18 +187,21 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
 def _set(cfg: Config, key: str, value: Any) -> None:
     section_name, _, name = key.partition(".")
     if section_name not in SECTIONS or not name:
-        raise ConfigError(f"unknown config key {key!r}; expected section.key with section one of "
-                          f"{', '.join(SECTIONS)}")
+        raise ConfigError(
+            f"unknown config key {key!r}; expected section.key with section one of "
+            f"{', '.join(SECTIONS)}"
+        )
     section = getattr(cfg, section_name)
     fields = {f.name: f for f in dataclasses.fields(section)}
     if name not in fields:
-        raise ConfigError(f"unknown config key {key!r}; {section_name} accepts "
-                          f"{', '.join(fields)}")
+        raise ConfigError(f"unknown config key {key!r}; {section_name} accepts {', '.join(fields)}")
     tp = typing.get_type_hints(type(section))[name]
     try:
         coerced = _coerce(value, tp)
     except TypeError:
-        raise ConfigError(f"{key}: {value!r} has the wrong type; expected {_type_name(tp)}") from None
+        raise ConfigError(
+            f"{key}: {value!r} has the wrong type; expected {_type_name(tp)}"
+        ) from None
     meta = dict(fields[name].metadata)
     if name == "hidden":
         meta.setdefault("min", 1)
@@ -195,13 +213,16 @@ def _flatten(raw: Any, source: str) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), "
-                          f"got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), "
+            f"got {type(raw).__name__}"
+        )
     flat = {}
     for section, values in raw.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section {section!r}; expected one of "
-                              f"{', '.join(SECTIONS)}")
+            raise ConfigError(
+                f"{source}: unknown section {section!r}; expected one of {', '.join(SECTIONS)}"
+            )
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section {section!r} must be a mapping of keys to values")
         for key, value in values.items():
@@ -221,7 +242,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Build a validated :class:`Config` from defaults, an optional YAML file, and overrides.
 
     Raises:
@@ -260,8 +283,11 @@ def config_from_dict(raw: dict) -> Config:
 
 def _check_consistency(cfg: Config) -> None:
     if cfg.data.name in ("file",) and not cfg.data.path:
-        raise ConfigError("data.path: required when data.name is 'file'; give an .npz, .npy or .csv file")
+        raise ConfigError(
+            "data.path: required when data.name is 'file'; give an .npz, .npy or .csv file"
+        )
     if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction = {cfg.data.val_fraction + cfg.data.test_fraction}"
-            " leaves too little training data; expected a sum below 0.9")
+            " leaves too little training data; expected a sum below 0.9"
+        )

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .nets import NoiseInjectedMLP, activation, mlp
+from .nets import NoiseInjectedMLP, ParallelMLPs, activation, mlp
 
 
 @dataclass
@@ -97,8 +97,9 @@ class GaussianPosterior(Posterior):
     has_density = True
     has_moments = True
 
-    def __init__(self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256),
-                 act: str = "elu"):
+    def __init__(
+        self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "elu"
+    ):
         super().__init__(data_dim, latent_dim)
         self.net = mlp(data_dim, hidden, 2 * latent_dim, act)
 
@@ -133,9 +134,16 @@ class ImplicitPosterior(Posterior):
 
     has_moments = True
 
-    def __init__(self, data_dim: int, latent_dim: int, noise_dim: int = 16,
-                 hidden: Sequence[int] = (256, 256), act: str = "elu", inject_hidden: bool = False,
-                 moment_samples: int = 16):
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        noise_dim: int = 16,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "elu",
+        inject_hidden: bool = False,
+        moment_samples: int = 16,
+    ):
         super().__init__(data_dim, latent_dim)
         if noise_dim < 1:
             raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
@@ -175,9 +183,16 @@ class NoiseBasisPosterior(Posterior):
 
     has_moments = True
 
-    def __init__(self, data_dim: int, latent_dim: int, noise_dim: int = 16, n_basis: int = 16,
-                 hidden: Sequence[int] = (256, 256), basis_hidden: Sequence[int] = (128, 128, 128),
-                 act: str = "elu"):
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        noise_dim: int = 16,
+        n_basis: int = 16,
+        hidden: Sequence[int] = (256, 256),
+        basis_hidden: Sequence[int] = (128, 128, 128),
+        act: str = "elu",
+    ):
         super().__init__(data_dim, latent_dim)
         if noise_dim < 1 or n_basis < 1:
             raise ValueError(f"noise_dim and n_basis must be >= 1, got {noise_dim}, {n_basis}")
@@ -189,7 +204,7 @@ class NoiseBasisPosterior(Posterior):
         self.trunk = nn.Sequential(*trunk)
         self.z0 = nn.Linear(widths[-1], latent_dim)
         self.coeffs = nn.Linear(widths[-1], n_basis * latent_dim)
-        self.bases = nn.ModuleList(mlp(noise_dim, basis_hidden, latent_dim, act) for _ in range(n_basis))
+        self.bases = ParallelMLPs(n_basis, noise_dim, basis_hidden, latent_dim, act)
 
     def _sample(self, x: torch.Tensor, n: int) -> PosteriorSample:
         b, d, k = x.shape[0], self.latent_dim, self.n_basis
@@ -197,8 +212,7 @@ class NoiseBasisPosterior(Posterior):
         z0 = self.z0(h)  # (B, D)
         a = (F.elu(self.coeffs(h) - 5.0) + 1.0).view(b, k, d)  # (B, K, D), positive
         eps = torch.randn(k, n * b, self.noise_dim, device=x.device, dtype=x.dtype)
-        v = torch.stack([basis(e) for basis, e in zip(self.bases, eps)], dim=1)  # (n*B, K, D)
-        v = v.view(n, b, k, d)
+        v = self.bases(eps).permute(1, 0, 2).reshape(n, b, k, d)  # (n, B, K, D)
         z = z0 + (a * v).sum(2)  # (n, B, D)
         # The v_i are x-independent, so all n*B draws estimate their moments; at least 2 are needed.
         v_flat = v.reshape(n * b, k, d)
@@ -214,4 +228,3 @@ POSTERIORS = {
     "implicit": ImplicitPosterior,
     "noise_basis": NoiseBasisPosterior,
 }
-

@@ -7,7 +7,6 @@ the *model* step count, which survives a resume unchanged.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -18,18 +17,32 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from . import __version__
-from .checkpoint import FORMAT_VERSION, atomic_save, collect_rng_states, load_checkpoint, restore_rng_states
+from .checkpoint import (
+    FORMAT_VERSION,
+    atomic_save,
+    collect_rng_states,
+    load_checkpoint,
+    restore_rng_states,
+)
 from .config import Config, ConfigError, config_from_dict
 from .data import Dataset, load_dataset
 from .factory import build_model
+from .logs import run_loggers
 from .model import ImplicitVAE
+from .runs import new_run_dir, write_json
 from .stream import BatchStream, StepSampler
 
-RESUMABLE_KEYS = ("max_steps", "checkpoint_every", "val_every", "log_every", "progress_bar", "threads")
+RESUMABLE_KEYS = (
+    "max_steps",
+    "checkpoint_every",
+    "val_every",
+    "log_every",
+    "progress_bar",
+    "threads",
+)
 
 
 class ImplicitVAEModule(L.LightningModule):
@@ -61,7 +74,9 @@ class ImplicitVAEModule(L.LightningModule):
         betas = (t.beta1, t.beta2)
         opts = [torch.optim.Adam(self.model.model_parameters(), lr=t.lr, betas=betas)]
         if self.model.critic_parameters():
-            opts.append(torch.optim.Adam(self.model.critic_parameters(), lr=t.critic_lr, betas=betas))
+            opts.append(
+                torch.optim.Adam(self.model.critic_parameters(), lr=t.critic_lr, betas=betas)
+            )
         return opts
 
     def _optimizers(self) -> list:
@@ -78,14 +93,20 @@ class ImplicitVAEModule(L.LightningModule):
                 critic = self.model.critic_loss(x, t.n_samples)
                 self.manual_backward(critic.loss)
                 opts[1].step()
-            stats["critic_loss"], stats["critic_accuracy"] = float(critic.loss.detach()), critic.accuracy
+            stats["critic_loss"], stats["critic_accuracy"] = (
+                float(critic.loss.detach()),
+                critic.accuracy,
+            )
         opts[0].zero_grad(set_to_none=True)
         terms = self.model(x, t.n_samples)
         self.manual_backward(terms.loss)
         opts[0].step()
         self.model_step += 1
-        stats.update(loss=float(terms.loss.detach()), reconstruction=float(terms.reconstruction.mean()),
-                     kl=float(terms.kl.mean()))
+        stats.update(
+            loss=float(terms.loss.detach()),
+            reconstruction=float(terms.reconstruction.detach().mean()),
+            kl=float(terms.kl.detach().mean()),
+        )
         for key, value in stats.items():
             self._window.setdefault(key, []).append(value)
         bar = {"loss": stats["loss"], "kl": stats["kl"]}
@@ -98,7 +119,9 @@ class ImplicitVAEModule(L.LightningModule):
         self._segment_start = time.perf_counter()
         if self._pending is not None:
             for opt, state in zip(self._optimizers(), self._pending["optimizers"]):
-                opt.optimizer.load_state_dict(state) if hasattr(opt, "optimizer") else opt.load_state_dict(state)
+                opt.optimizer.load_state_dict(state) if hasattr(
+                    opt, "optimizer"
+                ) else opt.load_state_dict(state)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restoring the RNG right before the first resumed step makes anything Lightning draws while
@@ -156,8 +179,10 @@ class ImplicitVAEModule(L.LightningModule):
             "best_val": self.best_val,
             "wall_time": self.wall_time + time.perf_counter() - self._segment_start,
             "model": self.model.state_dict(),
-            "optimizers": [o.optimizer.state_dict() if hasattr(o, "optimizer") else o.state_dict()
-                           for o in self._optimizers()],
+            "optimizers": [
+                o.optimizer.state_dict() if hasattr(o, "optimizer") else o.state_dict()
+                for o in self._optimizers()
+            ],
             "rng": collect_rng_states(),
         }
 
@@ -166,23 +191,14 @@ class ImplicitVAEModule(L.LightningModule):
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
-            raise ConfigError(f"checkpoint does not match the model built from its config: "
-                              f"{str(err).splitlines()[0]}") from None
+            raise ConfigError(
+                f"checkpoint does not match the model built from its config: "
+                f"{str(err).splitlines()[0]}"
+            ) from None
         self.model_step = int(ckpt["model_step"])
         self.best_val = float(ckpt["best_val"])
         self.wall_time = float(ckpt["wall_time"])
         self._pending = {"optimizers": ckpt["optimizers"], "rng": ckpt["rng"]}
-
-
-def new_run_dir(path: str | Path) -> Path:
-    """``path`` if it is free, else ``path-2``, ``path-3``…: a run never writes into another's files."""
-    base = Path(path)
-    candidate, k = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
-        k += 1
-        candidate = base.with_name(f"{base.name}-{k}")
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate
 
 
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
@@ -194,30 +210,37 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[Config, dic
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if section != "train" or name not in RESUMABLE_KEYS:
-            raise ConfigError(f"{key}: cannot be changed when resuming; only train."
-                              f"{{{','.join(RESUMABLE_KEYS)}}} can")
+            raise ConfigError(
+                f"{key}: cannot be changed when resuming; only train."
+                f"{{{','.join(RESUMABLE_KEYS)}}} can"
+            )
         raw[section][name] = value
     return config_from_dict(raw), ckpt
 
 
-def fit(cfg: Config, resume: str | Path | None = None,
-        resume_overrides: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+def fit(
+    cfg: Config, resume: str | Path | None = None, resume_overrides: dict[str, Any] | None = None
+) -> tuple[Path, dict[str, Any]]:
     """Train from ``cfg`` (or continue the run in ``resume``); returns the run directory and summary."""
     ckpt = None
     if resume is not None:
         run_dir = Path(resume)
         cfg, ckpt = resume_config(run_dir, resume_overrides or {})
         if ckpt["model_step"] >= cfg.train.max_steps:
-            raise ConfigError(f"train.max_steps: the run already has {ckpt['model_step']} steps; "
-                              "pass --set train.max_steps=N with a larger N to continue")
+            raise ConfigError(
+                f"train.max_steps: the run already has {ckpt['model_step']} steps; "
+                "pass --set train.max_steps=N with a larger N to continue"
+            )
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, verbose=False)
     data = load_dataset(cfg.data, cfg.train.seed)
     model = build_model(cfg, data.data_dim)
     if model.likelihood.needs_binary_data and not data.binary:
-        raise ConfigError("model.likelihood: 'bernoulli' needs binary data, but these data are "
-                          "continuous; use data.binarize=dynamic or fixed, or model.likelihood=gaussian")
+        raise ConfigError(
+            "model.likelihood: 'bernoulli' needs binary data, but these data are "
+            "continuous; use data.binarize=dynamic or fixed, or model.likelihood=gaussian"
+        )
     if ckpt is None:
         run_dir = new_run_dir(cfg.train.run_dir)
         cfg.train.run_dir = str(run_dir)
@@ -226,28 +249,45 @@ def fit(cfg: Config, resume: str | Path | None = None,
     if ckpt is not None:
         module.load_resume_state(ckpt)
         cfg.save(run_dir / "config.yaml")
-    trainer = _trainer(cfg, run_dir)
+    trainer = _trainer(cfg, run_dir, module.model_step if ckpt is not None else None)
     stream = BatchStream(data.train, cfg.train.batch_size, cfg.train.seed, data.dynamic_binarize)
-    loader = DataLoader(stream, batch_size=None, sampler=StepSampler(module.model_step, cfg.train.max_steps),
-                        num_workers=0, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        sampler=StepSampler(module.model_step, cfg.train.max_steps),
+        num_workers=0,
+        generator=torch.Generator().manual_seed(0),
+    )
     trainer.fit(module, train_dataloaders=loader)
     return run_dir, write_outputs(module, run_dir)
 
 
-def _trainer(cfg: Config, run_dir: Path) -> L.Trainer:
+def _trainer(cfg: Config, run_dir: Path, resume_step: int | None) -> L.Trainer:
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists and is not empty.*")
-    loggers = [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="",
-                                 default_hp_metric=False),
-               CSVLogger(save_dir=str(run_dir), name="", version="")]
-    callbacks = [TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every))] if cfg.train.progress_bar else []
-    return L.Trainer(accelerator="cpu", devices=1, max_epochs=1, max_steps=-1, logger=loggers,
-                     callbacks=callbacks, enable_checkpointing=False, enable_model_summary=False,
-                     enable_progress_bar=cfg.train.progress_bar, num_sanity_val_steps=0,
-                     limit_val_batches=0, log_every_n_steps=cfg.train.log_every)
+    loggers = run_loggers(run_dir, resume_step)
+    callbacks = (
+        [TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every))]
+        if cfg.train.progress_bar
+        else []
+    )
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        max_steps=-1,
+        logger=loggers,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.train.progress_bar,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        log_every_n_steps=cfg.train.log_every,
+    )
 
 
 def write_outputs(module: ImplicitVAEModule, run_dir: Path) -> dict[str, Any]:
@@ -265,14 +305,8 @@ def write_outputs(module: ImplicitVAEModule, run_dir: Path) -> dict[str, Any]:
         "test": test,
         "best_val_loss": module.best_val,
         "note": "loss = -reconstruction + beta * kl; with a critic-based divergence, kl is an "
-                "estimate and -loss is an ELBO estimate, not a bound",
+        "estimate and -loss is an ELBO estimate, not a bound",
     }
     write_json(run_dir / "summary.json", summary)
     write_plots(module.model, module.data, module.cfg, run_dir)
     return summary
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)

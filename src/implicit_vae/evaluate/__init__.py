@@ -1,0 +1,19 @@
+"""Log-likelihood evaluation: AIS (any prior with a density, any posterior), importance sampling
+(explicit posteriors) and 2-D quadrature (ground truth for small models)."""
+
+from ._common import EvaluationError, LogLikelihoodEstimate
+from .ais import ais_log_likelihood, ais_versus_steps, beta_schedule
+from .importance import importance_sampling_log_likelihood
+from .plots import plot_ais_versus_steps
+from .quadrature import exact_log_likelihood_2d
+
+__all__ = [
+    "EvaluationError",
+    "LogLikelihoodEstimate",
+    "ais_log_likelihood",
+    "ais_versus_steps",
+    "beta_schedule",
+    "exact_log_likelihood_2d",
+    "importance_sampling_log_likelihood",
+    "plot_ais_versus_steps",
+]

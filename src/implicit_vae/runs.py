@@ -1,0 +1,72 @@
+"""Run directories: creating them without clobbering, writing files atomically, loading trained models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import Config, ConfigError, config_from_dict
+from .data import Dataset, load_dataset
+from .factory import build_model
+from .model import ImplicitVAE
+
+
+def new_run_dir(path: str | Path) -> Path:
+    """``path`` if it is free, else ``path-2``, ``path-3``…: a run never writes into another's files."""
+    base = Path(path)
+    candidate, k = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        k += 1
+        candidate = base.with_name(f"{base.name}-{k}")
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+def load_run(
+    run_dir: str | Path, checkpoint: str = "last", with_data: bool = True
+) -> tuple[Config, ImplicitVAE, Dataset | None]:
+    """The config, trained model (eval mode) and data set of a run directory.
+
+    Args:
+        run_dir: a directory written by ``implicit-vae train``.
+        checkpoint: ``"last"`` or ``"best"`` (by validation loss).
+        with_data: also load the run's data set (same split and seed as in training).
+
+    Raises:
+        ConfigError: if the directory does not exist.
+        CheckpointError: if the checkpoint is missing, unsafe, or does not fit its config.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
+    if checkpoint not in ("last", "best"):
+        raise ConfigError(f"checkpoint {checkpoint!r} is not known; expected 'last' or 'best'")
+    ckpt = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.ckpt")
+    cfg = config_from_dict(ckpt["config"])
+    data = load_dataset(cfg.data, cfg.train.seed) if with_data else None
+    data_dim = data.data_dim if data is not None else _data_dim(ckpt)
+    model = build_model(cfg, data_dim)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"checkpoint in {str(run_dir)!r} does not fit the model its config "
+            f"describes: {str(err).splitlines()[0]}"
+        ) from None
+    return cfg, model.eval(), data
+
+
+def _data_dim(ckpt: dict[str, Any]) -> int:
+    """The data dimension, read off the decoder's last bias in the state dict."""
+    biases = [
+        k for k in ckpt["model"] if k.startswith("likelihood.decoder.") and k.endswith(".bias")
+    ]
+    return int(ckpt["model"][sorted(biases, key=lambda k: int(k.split(".")[2]))[-1]].shape[0])
