@@ -57,17 +57,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise CheckpointError(
                 f"checkpoint {str(path)!r} contains pickled Python objects and was refused "
-                "(only tensors and plain values are loaded, so no code from the file runs)") from None
+                "(only tensors and plain values are loaded, so no code from the file runs)"
+            ) from None
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {err}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt ({first})") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupt ({first})"
+        ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise CheckpointError(f"{str(path)!r} is not an implicit-vae checkpoint (no format_version)")
+        raise CheckpointError(
+            f"{str(path)!r} is not an implicit-vae checkpoint (no format_version)"
+        )
     if ckpt["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format version {ckpt['format_version']}; this version of "
-            f"implicit-vae reads format {FORMAT_VERSION}")
+            f"implicit-vae reads format {FORMAT_VERSION}"
+        )
     return ckpt
 
 
@@ -77,10 +83,18 @@ def collect_rng_states() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss": gauss,
+        },
     }
 
 
@@ -88,7 +102,8 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     """Inverse of :func:`collect_rng_states`."""
     torch.set_rng_state(states["torch"])
     n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     p = states["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))

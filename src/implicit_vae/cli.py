@@ -40,17 +40,27 @@ def resolve_config(name: str | None) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="implicit-vae",
-                     description="VAEs with implicit posteriors: train, inspect and evaluate.")
+    parser = _Parser(
+        prog="implicit-vae",
+        description="VAEs with implicit posteriors: train, inspect and evaluate.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    common = {"--config": {"metavar": "FILE", "help": "YAML config (default: the shipped default)"},
-              "--set": {"metavar": "KEY=VALUE", "action": "append", "default": [],
-                        "help": "override a config value, e.g. --set train.max_steps=500"}}
+    common = {
+        "--config": {"metavar": "FILE", "help": "YAML config (default: the shipped default)"},
+        "--set": {
+            "metavar": "KEY=VALUE",
+            "action": "append",
+            "default": [],
+            "help": "override a config value, e.g. --set train.max_steps=500",
+        },
+    }
     train = sub.add_parser("train", help="train a model and write a run directory")
     for flag, kw in common.items():
         train.add_argument(flag, **kw)
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
     describe = sub.add_parser("describe", help="print the model's information flow with shapes")
     for flag, kw in common.items():
         describe.add_argument(flag, **kw)
@@ -62,7 +72,9 @@ def _train(args: argparse.Namespace) -> None:
 
     if args.resume:
         if args.config:
-            raise ConfigError("--config cannot be combined with --resume; the run's stored config is used")
+            raise ConfigError(
+                "--config cannot be combined with --resume; the run's stored config is used"
+            )
         overrides = dict(parse_override(o) for o in args.set)
         run_dir, summary = fit(None, resume=args.resume, resume_overrides=overrides)  # type: ignore[arg-type]
     else:
@@ -70,9 +82,11 @@ def _train(args: argparse.Namespace) -> None:
         run_dir, summary = fit(cfg)
     val = summary.get("val", {})
     print(f"run directory: {run_dir}")
-    print(f"steps {summary['steps']}, wall time {summary['wall_time_s']:.1f} s, validation loss "
-          f"{val.get('loss', float('nan')):.3f} (reconstruction {val.get('reconstruction', float('nan')):.3f}, "
-          f"KL {'estimate ' if summary['kl_is_estimate'] else ''}{val.get('kl', float('nan')):.3f})")
+    print(
+        f"steps {summary['steps']}, wall time {summary['wall_time_s']:.1f} s, validation loss "
+        f"{val.get('loss', float('nan')):.3f} (reconstruction {val.get('reconstruction', float('nan')):.3f}, "
+        f"KL {'estimate ' if summary['kl_is_estimate'] else ''}{val.get('kl', float('nan')):.3f})"
+    )
 
 
 def _describe(args: argparse.Namespace) -> None:
@@ -83,8 +97,15 @@ def _describe(args: argparse.Namespace) -> None:
     cfg = load_config(resolve_config(args.config), args.set)
     data = load_dataset(cfg.data, cfg.train.seed)
     model = build_model(cfg, data.data_dim)
-    print(describe(model, data.data_dim, batch=cfg.train.batch_size, n_samples=cfg.train.n_samples,
-                   dataset=f"{cfg.data.name} ({data.data_dim} dims)"))
+    print(
+        describe(
+            model,
+            data.data_dim,
+            batch=cfg.train.batch_size,
+            n_samples=cfg.train.n_samples,
+            dataset=f"{cfg.data.name} ({data.data_dim} dims)",
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

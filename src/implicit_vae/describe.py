@@ -17,8 +17,9 @@ def _shape(t: torch.Tensor) -> str:
 
 
 @torch.no_grad()
-def describe(model: ImplicitVAE, data_dim: int, batch: int = 32, n_samples: int = 1,
-             dataset: str = "") -> str:
+def describe(
+    model: ImplicitVAE, data_dim: int, batch: int = 32, n_samples: int = 1, dataset: str = ""
+) -> str:
     """Run one dummy batch through ``model`` and return a multi-line description of the data flow."""
     x = torch.rand(batch, data_dim).round()
     with torch.random.fork_rng(devices=[]):
@@ -29,11 +30,20 @@ def describe(model: ImplicitVAE, data_dim: int, batch: int = 32, n_samples: int 
         z_p = model.prior.sample(batch)
     post, prior, lik, est = model.posterior, model.prior, model.likelihood, model.estimator
     noise = getattr(post, "noise_dim", None)
-    sampler = (f"g(ε, x), ε ~ N(0, I_{noise})" + (f" × {post.n_basis} bases" if hasattr(post, "n_basis")
-                                                  else "")) if noise else "reparameterised N(μ(x), σ²(x))"
+    sampler = (
+        (
+            f"g(ε, x), ε ~ N(0, I_{noise})"
+            + (f" × {post.n_basis} bases" if hasattr(post, "n_basis") else "")
+        )
+        if noise
+        else "reparameterised N(μ(x), σ²(x))"
+    )
     kind = "KL" if est.is_kl else est.divergence_name
-    estimate = "exact" if not est.has_critic and type(est).__name__.startswith(("Analytic", "MonteCarlo")) \
+    estimate = (
+        "exact"
+        if not est.has_critic and type(est).__name__.startswith(("Analytic", "MonteCarlo"))
         else "estimate"
+    )
     lines = [
         f"ImplicitVAE on {dataset or 'data'}: x {_shape(x)} (B = {batch}, n = {n_samples} z per x)",
         "",
@@ -53,10 +63,14 @@ def describe(model: ImplicitVAE, data_dim: int, batch: int = 32, n_samples: int 
         " at initialisation",
     ]
     if est.has_critic:
-        lines.append(f"  critic loss = {float(critic.loss):.3f} at initialisation "
-                     f"(accuracy {critic.accuracy:.2f})")
+        lines.append(
+            f"  critic loss = {float(critic.loss):.3f} at initialisation "
+            f"(accuracy {critic.accuracy:.2f})"
+        )
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lines.append(f"  total: {total:,} trainable parameters "
-                 f"({sum(p.numel() for p in model.model_parameters()):,} model, "
-                 f"{sum(p.numel() for p in model.critic_parameters()):,} critic)")
+    lines.append(
+        f"  total: {total:,} trainable parameters "
+        f"({sum(p.numel() for p in model.model_parameters()):,} model, "
+        f"{sum(p.numel() for p in model.critic_parameters()):,} critic)"
+    )
     return "\n".join(lines)

@@ -24,8 +24,9 @@ class Likelihood(nn.Module):
     params_per_dim: int = 1
     needs_binary_data: bool = False
 
-    def __init__(self, latent_dim: int, data_dim: int, hidden: Sequence[int] = (256, 256),
-                 act: str = "elu"):
+    def __init__(
+        self, latent_dim: int, data_dim: int, hidden: Sequence[int] = (256, 256), act: str = "elu"
+    ):
         super().__init__()
         self.latent_dim, self.data_dim = latent_dim, data_dim
         self.decoder = mlp(latent_dim, hidden, data_dim * self.params_per_dim, act)
@@ -67,16 +68,23 @@ class BernoulliLikelihood(Likelihood):
 class GaussianLikelihood(Likelihood):
     """Diagonal Gaussian N(x; μ(z), σ²) with one learned log σ per data dimension (or a fixed σ)."""
 
-    def __init__(self, latent_dim: int, data_dim: int, hidden: Sequence[int] = (256, 256),
-                 act: str = "elu", fixed_std: float | None = None):
+    def __init__(
+        self,
+        latent_dim: int,
+        data_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "elu",
+        fixed_std: float | None = None,
+    ):
         super().__init__(latent_dim, data_dim, hidden, act)
         init = math.log(fixed_std) if fixed_std is not None else math.log(0.1)
         self.log_std = nn.Parameter(torch.full((data_dim,), init), requires_grad=fixed_std is None)
 
     def _log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         log_std = self.log_std.clamp(-7.0, 5.0)
-        return (-0.5 * ((x - out) / log_std.exp()).pow(2) - log_std
-                - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return (
+            -0.5 * ((x - out) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        ).sum(-1)
 
     def _mean(self, out: torch.Tensor) -> torch.Tensor:
         return out

@@ -57,8 +57,14 @@ class ImplicitVAE(nn.Module):
             prior lacks, naming the estimators that can work.
     """
 
-    def __init__(self, posterior: Posterior, prior: Prior, likelihood: Likelihood,
-                 estimator: DivergenceEstimator, beta: float = 1.0):
+    def __init__(
+        self,
+        posterior: Posterior,
+        prior: Prior,
+        likelihood: Likelihood,
+        estimator: DivergenceEstimator,
+        beta: float = 1.0,
+    ):
         super().__init__()
         dims = {posterior.latent_dim, prior.latent_dim, likelihood.latent_dim, estimator.latent_dim}
         if len(dims) != 1:
@@ -66,13 +72,19 @@ class ImplicitVAE(nn.Module):
         if posterior.data_dim != likelihood.data_dim:
             raise IncompatibleComponentsError(
                 f"posterior reads {posterior.data_dim} data dims, likelihood models "
-                f"{likelihood.data_dim}")
+                f"{likelihood.data_dim}"
+            )
         reason = estimator.requirements_error(posterior, prior)
         if reason is not None:
             raise IncompatibleComponentsError(
-                f"{reason}; estimators that work here: {', '.join(compatible_estimators(posterior, prior))}")
+                f"{reason}; estimators that work here: {', '.join(compatible_estimators(posterior, prior))}"
+            )
         self.posterior, self.prior, self.likelihood, self.estimator = (
-            posterior, prior, likelihood, estimator)
+            posterior,
+            prior,
+            likelihood,
+            estimator,
+        )
         self.beta = beta
 
     @property
@@ -121,4 +133,6 @@ def compatible_estimators(posterior: Posterior, prior: Prior) -> list[str]:
     """Names in ESTIMATORS whose requirements this posterior and prior meet."""
     from .divergences import ESTIMATORS
 
-    return [name for name, cls in ESTIMATORS.items() if cls.requirements_error(posterior, prior) is None]
+    return [
+        name for name, cls in ESTIMATORS.items() if cls.requirements_error(posterior, prior) is None
+    ]

@@ -33,10 +33,16 @@ def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         x = (data.test if data.test.shape[0] else data.val)[:16]
-        written.append(plots.plot_reconstructions(x, model.reconstruct(x), out / "reconstructions.png",
-                                                  image_shape=data.image_shape))
-        written.append(plots.plot_samples(model.generate(64), out / "samples.png",
-                                          image_shape=data.image_shape))
+        written.append(
+            plots.plot_reconstructions(
+                x, model.reconstruct(x), out / "reconstructions.png", image_shape=data.image_shape
+            )
+        )
+        written.append(
+            plots.plot_samples(
+                model.generate(64), out / "samples.png", image_shape=data.image_shape
+            )
+        )
         metrics = run_dir / "metrics.csv"
         if metrics.is_file():
             written.append(plots.plot_training_curves(metrics, out / "training_curves.png"))
@@ -44,10 +50,16 @@ def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -
             points, names = _scatter_points(data)
             z = model.posterior.sample(points, 500).z  # (500, P, 2)
             labels = torch.arange(points.shape[0]).expand(z.shape[0], -1)
-            written.append(plots.plot_posterior_scatter(
-                z.reshape(-1, 2), labels.reshape(-1), out / "posterior_scatter.png",
-                prior_samples=model.prior.sample(2000), label_names=names,
-                title=f"Posterior samples q(z|x) per input ({cfg.divergence.name})"))
+            written.append(
+                plots.plot_posterior_scatter(
+                    z.reshape(-1, 2),
+                    labels.reshape(-1),
+                    out / "posterior_scatter.png",
+                    prior_samples=model.prior.sample(2000),
+                    label_names=names,
+                    title=f"Posterior samples q(z|x) per input ({cfg.divergence.name})",
+                )
+            )
         labels = data.test_labels if data.test_labels is not None else None
         if labels is not None and data.name != "toy4":
             codes = model.posterior.sample(data.test, 1).z[0]

@@ -24,9 +24,13 @@ class BatchStream(Dataset):
         dynamic_binarize: resample binary pixels for every batch.
     """
 
-    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, dynamic_binarize: bool = False):
+    def __init__(
+        self, data: torch.Tensor, batch_size: int, seed: int, dynamic_binarize: bool = False
+    ):
         if data.dim() != 2 or data.shape[0] == 0:
-            raise ValueError(f"training data must have shape (N, D) with N >= 1, got {tuple(data.shape)}")
+            raise ValueError(
+                f"training data must have shape (N, D) with N >= 1, got {tuple(data.shape)}"
+            )
         self.data = data
         self.batch_size = min(batch_size, data.shape[0])
         self.seed = seed
@@ -43,7 +47,7 @@ class BatchStream(Dataset):
             gen = torch.Generator().manual_seed(self._mix(epoch, 0))
             self._cached = (epoch, torch.randperm(self.data.shape[0], generator=gen))
         order = self._cached[1]
-        rows = order[position * self.batch_size:(position + 1) * self.batch_size]
+        rows = order[position * self.batch_size : (position + 1) * self.batch_size]
         x = self.data[rows]  # (batch_size, D)
         if self.dynamic_binarize:
             gen = torch.Generator().manual_seed(self._mix(int(k), 1))

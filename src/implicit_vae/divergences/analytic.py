@@ -23,10 +23,13 @@ class AnalyticKL(DivergenceEstimator):
     @classmethod
     def requirements_error(cls, posterior, prior):
         reason = super().requirements_error(posterior, prior)
-        if reason is None and not (isinstance(posterior, GaussianPosterior)
-                                   and isinstance(prior, StandardNormal)):
-            reason = (f"AnalyticKL has a closed form only for GaussianPosterior against StandardNormal, "
-                      f"not {type(posterior).__name__} against {type(prior).__name__}")
+        if reason is None and not (
+            isinstance(posterior, GaussianPosterior) and isinstance(prior, StandardNormal)
+        ):
+            reason = (
+                f"AnalyticKL has a closed form only for GaussianPosterior against StandardNormal, "
+                f"not {type(posterior).__name__} against {type(prior).__name__}"
+            )
         return reason
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:

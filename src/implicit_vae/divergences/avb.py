@@ -21,8 +21,9 @@ from .base import CriticLoss, DivergenceEstimator
 def _logistic_loss(t_pos: torch.Tensor, t_neg: torch.Tensor) -> CriticLoss:
     """Sigmoid cross-entropy with label 1 for ``t_pos`` and 0 for ``t_neg``; its optimum logit is
     log p_pos / p_neg (AVB Prop. 1)."""
-    loss = (F.binary_cross_entropy_with_logits(t_pos, torch.ones_like(t_pos))
-            + F.binary_cross_entropy_with_logits(t_neg, torch.zeros_like(t_neg)))
+    loss = F.binary_cross_entropy_with_logits(
+        t_pos, torch.ones_like(t_pos)
+    ) + F.binary_cross_entropy_with_logits(t_neg, torch.zeros_like(t_neg))
     accuracy = 0.5 * ((t_pos > 0).float().mean() + (t_neg < 0).float().mean())
     return CriticLoss(loss, float(accuracy))
 
@@ -35,7 +36,9 @@ class ConditionalCritic(torch.nn.Module):
     Shapes: x (N, data_dim), z (N, D) -> (N,).
     """
 
-    def __init__(self, data_dim: int, latent_dim: int, width: int, blocks: int, gaussian_skip: bool):
+    def __init__(
+        self, data_dim: int, latent_dim: int, width: int, blocks: int, gaussian_skip: bool
+    ):
         super().__init__()
         self.f = ResidualCritic(data_dim + latent_dim, width, blocks)
         self.gaussian_skip = gaussian_skip
@@ -59,8 +62,14 @@ class AVB(DivergenceEstimator):
     ``gaussian_skip`` adds ½‖z‖² to T; it is switched on automatically only for a standard normal prior.
     """
 
-    def __init__(self, data_dim: int, latent_dim: int, width: int = 256, blocks: int = 5,
-                 gaussian_skip: bool = True):
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        width: int = 256,
+        blocks: int = 5,
+        gaussian_skip: bool = True,
+    ):
         super().__init__(data_dim, latent_dim)
         self.critic = ConditionalCritic(data_dim, latent_dim, width, blocks, gaussian_skip)
 
@@ -87,8 +96,14 @@ class AVBAdaptiveContrast(DivergenceEstimator):
     needs_prior_density = True
     variance_floor = 1e-4  # as in the official code: σ = sqrt(Var + 1e-4)
 
-    def __init__(self, data_dim: int, latent_dim: int, width: int = 256, blocks: int = 5,
-                 gaussian_skip: bool = True):
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        width: int = 256,
+        blocks: int = 5,
+        gaussian_skip: bool = True,
+    ):
         super().__init__(data_dim, latent_dim)
         self.critic = ConditionalCritic(data_dim, latent_dim, width, blocks, gaussian_skip)
 

@@ -71,7 +71,9 @@ class DivergenceEstimator(nn.Module):
         if cls.needs_posterior_density and not posterior.has_density:
             return f"{name} needs log q(z|x), but {type(posterior).__name__} has no density"
         if cls.needs_posterior_moments and not posterior.has_moments:
-            return f"{name} needs the moments of q(z|x), which {type(posterior).__name__} cannot give"
+            return (
+                f"{name} needs the moments of q(z|x), which {type(posterior).__name__} cannot give"
+            )
         if cls.needs_prior_density and not prior.has_density:
             return f"{name} needs log p(z), but {type(prior).__name__} has no density"
         return None
