@@ -1,0 +1,126 @@
+"""The k-nearest-neighbour KL estimator: no critic, no density, only distances between samples.
+
+Also home to the distance helpers shared by the kernel and MMD estimators.
+
+References:
+    > Q. Wang, S. R. Kulkarni, S. Verdú. Divergence Estimation for Multidimensional Densities via
+    > k-Nearest-Neighbor Distances, IEEE Trans. Inf. Theory 55(5), 2009.
+    > L. F. Kozachenko, N. N. Leonenko. Sample Estimate of the Entropy of a Random Vector,
+    > Problems Inform. Transmission 23(2), 1987.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..posteriors import PosteriorSample
+from ..priors import Prior
+from .base import DivergenceEstimator
+
+
+def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of ``a`` (B, n, D) and ``b`` (B, m, D).
+
+    Returns (B, n, m).
+
+    Uses ‖a‖² + ‖b‖² − 2a·b (memory B·n·m rather than B·n·m·D) after centring both on a's mean,
+    which keeps the cancellation error small; clamped at 0, so the gradient is finite everywhere.
+    """
+    centre = a.mean(1, keepdim=True).detach()
+    a, b = a - centre, b - centre
+    sq = a.pow(2).sum(-1, keepdim=True) + b.pow(2).sum(-1).unsqueeze(1)
+    sq = sq - 2.0 * a @ b.transpose(1, 2)
+    return sq.clamp_min(0.0)
+
+
+def kth_nn_log_dist(sq: torch.Tensor, k: int, exclude_self: bool) -> torch.Tensor:
+    """log of the distance to the k-th nearest neighbour, from squared distances ``sq`` (B, n, m).
+
+    With ``exclude_self`` (``sq`` a square within-sample matrix) the diagonal is skipped.
+    Returns (B, n); differentiable through the selected distances.
+    """
+    if exclude_self:
+        eye = torch.eye(sq.shape[-1], dtype=torch.bool, device=sq.device)
+        sq = sq.masked_fill(eye, math.inf)
+    kth = sq.topk(k, dim=-1, largest=False).values[..., -1]
+    return 0.5 * kth.clamp_min(torch.finfo(sq.dtype).tiny).log()
+
+
+def kozachenko_leonenko_entropy(z: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Kozachenko–Leonenko entropy estimate of each column of samples ``z`` (n, B, D): shape (B,).
+
+    Ĥ = ψ(n) − ψ(k) + log V_D + (D/n) Σ_i log ρ_k(i), with ρ_k(i) the distance from z_i to its k-th
+    nearest neighbour among the other n − 1 samples and V_D the volume of the unit D-ball.
+    Needs n ≥ k + 1.
+    """
+    n, _, d = z.shape
+    zb = z.transpose(0, 1)  # (B, n, D)
+    log_rho = kth_nn_log_dist(pairwise_sq_dists(zb, zb), k, exclude_self=True)  # (B, n)
+    log_unit_ball = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
+    digamma = torch.special.digamma(z.new_tensor([float(n), float(k)]))
+    return digamma[0] - digamma[1] + log_unit_ball + d * log_rho.mean(-1)
+
+
+def check_samples_per_x(name: str, n: int, needed: int, why: str) -> None:
+    """Raise a ValueError telling the user to draw more samples of q(z|x) per example."""
+    if n < needed:
+        raise ValueError(
+            f"{name} needs at least {needed} samples of q(z|x) per example ({why}), got n = {n}; "
+            f"set train.n_samples >= {needed}"
+        )
+
+
+class KNearestNeighbourKL(DivergenceEstimator):
+    """KL(q(z|x) ‖ p(z)) from nearest-neighbour distances (Wang, Kulkarni & Verdú 2009, eq. 5):
+
+        D̂ = (D/n) Σ_i log(ν_k(i) / ρ_k(i)) + log(m / (n − 1)),
+
+    where, for each of the n samples z_i of q(z|x), ρ_k(i) is the distance to its k-th nearest
+    neighbour among the other n − 1 samples and ν_k(i) the distance to its k-th nearest neighbour
+    among m prior samples. It needs no density, only ``prior.sample``, and no critic; it is
+    consistent as n, m → ∞ and differentiable w.r.t. z through the distances.
+
+    In a VAE it needs n ≥ k + 1 samples of q(z|x) per example (``train.n_samples``; exposed as
+    ``min_samples_per_x``, as on the other sample-based estimators), and with a few
+    samples per x it is noisy and biased (the bias grows with the dimension D). One draw of m prior
+    samples is shared by the whole batch.
+
+    Use it to *measure*; its gradient, through a few nearest-neighbour distances, is very noisy
+    (on a 2-D Gaussian q with n = 256 its gradient w.r.t. q's mean and log-scale was off by several
+    times their norm, against ~10 % for ``kde`` and ``stein``), so prefer those or a critic to train.
+
+    Args:
+        data_dim: dimension of x (unused: no critic).
+        latent_dim: dimension D of z.
+        k: which neighbour; larger k lowers the variance and raises the bias.
+        prior_samples: m, the number of prior samples; None uses m = n.
+
+    References:
+        > Q. Wang, S. R. Kulkarni, S. Verdú. Divergence Estimation for Multidimensional Densities
+        > via k-Nearest-Neighbor Distances, IEEE Trans. Inf. Theory 55(5), 2009.
+    """
+
+    def __init__(
+        self, data_dim: int, latent_dim: int, k: int = 1, prior_samples: int | None = None
+    ):
+        super().__init__(data_dim, latent_dim)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if prior_samples is not None and prior_samples < k:
+            raise ValueError(f"prior_samples must be >= k = {k}, got {prior_samples}")
+        self.k, self.prior_samples = k, prior_samples
+        self.min_samples_per_x = k + 1  # read by whoever sets train.n_samples
+
+    def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        n, b, d = q.z.shape
+        check_samples_per_x(
+            "knn", n, self.min_samples_per_x, f"k = {self.k} neighbours besides itself"
+        )
+        m = self.prior_samples or max(n, self.k)
+        zq = q.z.transpose(0, 1)  # (B, n, D)
+        zp = prior.sample(m).to(zq).unsqueeze(0).expand(b, m, d)
+        log_rho = kth_nn_log_dist(pairwise_sq_dists(zq, zq), self.k, exclude_self=True)
+        log_nu = kth_nn_log_dist(pairwise_sq_dists(zq, zp), self.k, exclude_self=False)
+        return d * (log_nu - log_rho).mean(-1) + math.log(m / (n - 1))
