@@ -1,4 +1,4 @@
-"""Command-line interface: ``implicit-vae train | describe``.
+"""Command-line interface: ``implicit-vae train | describe | evaluate``.
 
 Every user error (bad config, data, checkpoint or argument) prints one line and exits with code 2.
 """
@@ -64,7 +64,72 @@ def _parser() -> argparse.ArgumentParser:
     describe = sub.add_parser("describe", help="print the model's information flow with shapes")
     for flag, kw in common.items():
         describe.add_argument(flag, **kw)
+    evaluate = sub.add_parser("evaluate", help="log-likelihoods (AIS, IS, exact) and ELBO of a run")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--checkpoint", default="last", choices=["last", "best"])
+    evaluate.add_argument("--ais-chains", type=_positive, default=8, metavar="N")
+    evaluate.add_argument("--ais-steps", type=_positive, default=1000, metavar="N")
+    evaluate.add_argument("--is-samples", type=_positive, default=1000, metavar="K")
+    evaluate.add_argument(
+        "--max-examples",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="evaluate only the first N examples of the split",
+    )
+    evaluate.add_argument(
+        "--no-ais-curve",
+        action="store_true",
+        help="skip the AIS-versus-annealing-steps diagnostic plot",
+    )
+    evaluate.add_argument(
+        "--json",
+        metavar="FILE",
+        help="where to write the numbers (default: RUN_DIR/evaluation_<split>.json)",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluate.run import evaluate_model, split_data
+    from .runs import load_run, write_json
+
+    cfg, model, data = load_run(args.run_dir, args.checkpoint)
+    x = split_data(data, args.split, cfg.train.seed)
+    if args.max_examples:
+        x = x[: args.max_examples]
+    run_dir = Path(args.run_dir)
+    curve = None if args.no_ais_curve else run_dir / "plots" / f"ais_vs_steps_{args.split}.png"
+    result = evaluate_model(
+        model,
+        x,
+        divergence=cfg.divergence.name,
+        ais_chains=args.ais_chains,
+        ais_steps=args.ais_steps,
+        is_samples=args.is_samples,
+        seed=cfg.train.seed,
+        ais_curve_path=curve,
+    )
+    result = {"run_dir": str(run_dir), "split": args.split, "checkpoint": args.checkpoint, **result}
+    path = Path(args.json) if args.json else run_dir / f"evaluation_{args.split}.json"
+    write_json(path, result)
+    for key, value in result.items():
+        if isinstance(value, float):
+            print(f"{key:>24s}  {value:.4f}")
+    for key, why in result["unavailable"].items():
+        print(f"{key:>24s}  not available: {why}")
+    print(f"wrote {path}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -80,12 +145,12 @@ def _train(args: argparse.Namespace) -> None:
     else:
         cfg = load_config(resolve_config(args.config), args.set)
         run_dir, summary = fit(cfg)
-    val = summary.get("val", {})
+    val, key = summary.get("val", {}), summary["divergence_key"]
     print(f"run directory: {run_dir}")
     print(
         f"steps {summary['steps']}, wall time {summary['wall_time_s']:.1f} s, validation loss "
         f"{val.get('loss', float('nan')):.3f} (reconstruction {val.get('reconstruction', float('nan')):.3f}, "
-        f"KL {'estimate ' if summary['kl_is_estimate'] else ''}{val.get('kl', float('nan')):.3f})"
+        f"{key} {'estimate ' if summary['kl_is_estimate'] else ''}{val.get(key, float('nan')):.3f})"
     )
 
 
@@ -111,12 +176,19 @@ def _describe(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``implicit-vae`` console script; returns the exit code."""
     from .data import DataError
+    from .evaluate import EvaluationError
     from .model import IncompatibleComponentsError
 
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "describe": _describe}[args.command](args)
-    except (ConfigError, DataError, CheckpointError, IncompatibleComponentsError) as err:
+        {"train": _train, "describe": _describe, "evaluate": _evaluate}[args.command](args)
+    except (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        EvaluationError,
+        IncompatibleComponentsError,
+    ) as err:
         print(f"implicit-vae: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

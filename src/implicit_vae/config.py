@@ -16,6 +16,12 @@ from typing import Any
 
 import yaml
 
+from .divergences import ESTIMATORS
+from .likelihoods import LIKELIHOODS
+from .nets import ACTIVATIONS
+from .posteriors import POSTERIORS
+from .priors import PRIORS
+
 
 class ConfigError(ValueError):
     """A configuration value, key or file is invalid."""
@@ -46,13 +52,20 @@ class DataConfig:
 class ModelConfig:
     latent_dim: int = field(default=8, metadata=_at_least(1))
     posterior: str = field(
-        default="noise_basis", metadata=_choices("gaussian", "implicit", "noise_basis")
+        default="noise_basis", metadata=_choices(*POSTERIORS)
     )
-    likelihood: str = field(default="bernoulli", metadata=_choices("bernoulli", "gaussian"))
-    prior: str = field(default="standard_normal", metadata=_choices("standard_normal"))
+    likelihood: str = field(default="bernoulli", metadata=_choices(*LIKELIHOODS))
+    prior: str = field(default="standard_normal", metadata=_choices(*PRIORS))
+    prior_components: int = field(default=10, metadata=_at_least(1))  # gaussian_mixture: K
+    prior_learnable: bool = True  # gaussian_mixture: train weights, means and scales
+    prior_noise_dim: int = field(default=8, metadata=_at_least(1))  # implicit prior: η dimension
+    prior_hidden: list[int] = field(
+        default_factory=lambda: [64, 64], metadata=_at_least(1)
+    )  # implicit prior: generator widths
+    prior_path: str | None = None  # samples: .npy file of shape (N, latent_dim)
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # encoder and decoder widths
     activation: str = field(
-        default="elu", metadata=_choices("elu", "relu", "leaky_relu", "tanh", "softplus")
+        default="elu", metadata=_choices(*ACTIVATIONS)
     )
     noise_dim: int = field(default=16, metadata=_at_least(1))  # ε dimension of implicit samplers
     n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
@@ -63,7 +76,7 @@ class ModelConfig:
 @dataclass
 class DivergenceConfig:
     name: str = field(
-        default="avb_ac", metadata=_choices("analytic", "monte_carlo", "avb", "avb_ac")
+        default="avb_ac", metadata=_choices(*ESTIMATORS)
     )
     critic_width: int = field(default=256, metadata=_at_least(1))
     critic_blocks: int = field(default=3, metadata=_at_least(0))

@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import inspect
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, ModelConfig
 from .divergences import ESTIMATORS
 from .likelihoods import LIKELIHOODS
 from .model import ImplicitVAE, IncompatibleComponentsError
 from .posteriors import POSTERIORS
-from .priors import PRIORS, StandardNormal
+from .priors import PRIORS, Prior, SamplePrior, StandardNormal
 
 
 def _options(cls: type, candidates: dict) -> dict:
     """The subset of ``candidates`` that ``cls.__init__`` accepts."""
     accepted = inspect.signature(cls.__init__).parameters
     return {k: v for k, v in candidates.items() if k in accepted}
+
+
+def _build_prior(m: ModelConfig) -> Prior:
+    """The prior named by ``model.prior``; file problems become one-line ConfigErrors."""
+    if m.prior == "samples":
+        if not m.prior_path:
+            raise ConfigError(
+                "model.prior_path: required when model.prior is 'samples'; give an .npy file "
+                "of shape (N, latent_dim)"
+            )
+        try:
+            return SamplePrior.from_file(m.prior_path, m.latent_dim)
+        except ValueError as err:
+            raise ConfigError(f"model.prior_path: {err}") from None
+    cls = PRIORS[m.prior]
+    options = {
+        "components": m.prior_components,
+        "learnable": m.prior_learnable,
+        "noise_dim": m.prior_noise_dim,
+        "hidden": tuple(m.prior_hidden),
+        "act": m.activation,
+    }
+    return cls(m.latent_dim, **_options(cls, options))
 
 
 def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
@@ -42,7 +65,7 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
             },
         ),
     )
-    prior = PRIORS[m.prior](m.latent_dim)
+    prior = _build_prior(m)
     likelihood = LIKELIHOODS[m.likelihood](
         m.latent_dim, data_dim, hidden=hidden[::-1], act=m.activation
     )
@@ -55,8 +78,11 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
             f"divergence.name: {d.name!r} cannot be used here: {reason}; choose one of "
             f"{', '.join(compatible_estimators(posterior, prior))}"
         )
-    # The ½‖z‖² skip encodes −log N(z; 0, I): right for AVB only when p(z) is that normal.
-    skip = d.gaussian_skip and (d.name != "avb" or isinstance(prior, StandardNormal))
+    # The ½‖z‖² skip encodes −log N(z; 0, I): right only where the critic's contrast is that normal
+    # (AVB and AAE against a standard normal prior; AVB-AC's contrast is always N(0, I)).
+    skip = d.gaussian_skip and (
+        d.name == "avb_ac" or (d.name in ("avb", "aae") and isinstance(prior, StandardNormal))
+    )
     estimator = estimator_cls(
         data_dim,
         m.latent_dim,
@@ -65,6 +91,12 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
             {"width": d.critic_width, "blocks": d.critic_blocks, "gaussian_skip": skip},
         ),
     )
+    needed = getattr(estimator, "min_samples_per_x", 1)
+    if cfg.train.n_samples < needed:
+        raise ConfigError(
+            f"train.n_samples: {cfg.train.n_samples} is too few for divergence.name={d.name!r}, "
+            f"which compares samples of each q(z|x); expected >= {needed}"
+        )
     try:
         return ImplicitVAE(posterior, prior, likelihood, estimator, beta=m.beta)
     except IncompatibleComponentsError as err:

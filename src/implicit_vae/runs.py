@@ -54,13 +54,12 @@ def load_run(
     data = load_dataset(cfg.data, cfg.train.seed) if with_data else None
     data_dim = data.data_dim if data is not None else _data_dim(ckpt)
     model = build_model(cfg, data_dim)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
+    mismatch = state_mismatch(model.state_dict(), ckpt["model"])
+    if mismatch:
         raise CheckpointError(
-            f"checkpoint in {str(run_dir)!r} does not fit the model its config "
-            f"describes: {str(err).splitlines()[0]}"
-        ) from None
+            f"checkpoint in {str(run_dir)!r} does not fit the model its config describes ({mismatch})"
+        )
+    model.load_state_dict(ckpt["model"])
     return cfg, model.eval(), data
 
 
@@ -70,3 +69,20 @@ def _data_dim(ckpt: dict[str, Any]) -> int:
         k for k in ckpt["model"] if k.startswith("likelihood.decoder.") and k.endswith(".bias")
     ]
     return int(ckpt["model"][sorted(biases, key=lambda k: int(k.split(".")[2]))[-1]].shape[0])
+
+
+def state_mismatch(expected: dict[str, Any], found: dict[str, Any], limit: int = 3) -> str:
+    """A short description of how two state dicts differ in keys or shapes ("" if they match)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        f"{k}: {tuple(found[k].shape)} in the file, {tuple(v.shape)} expected"
+        for k, v in expected.items()
+        if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if items:
+            more = f" and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from . import __version__
 from .checkpoint import (
     FORMAT_VERSION,
+    CheckpointError,
     atomic_save,
     collect_rng_states,
     load_checkpoint,
@@ -32,7 +33,7 @@ from .data import Dataset, load_dataset
 from .factory import build_model
 from .logs import run_loggers
 from .model import ImplicitVAE
-from .runs import new_run_dir, write_json
+from .runs import new_run_dir, state_mismatch, write_json
 from .stream import BatchStream, StepSampler
 
 RESUMABLE_KEYS = (
@@ -60,6 +61,9 @@ class ImplicitVAEModule(L.LightningModule):
         self.automatic_optimization = False
         self.cfg, self.model, self.data, self.run_dir = cfg, model, data, run_dir
         self.model_step = 0
+        # Divergences that are not KL (MMD, energy distance, JS…) are logged under their own name.
+        est = model.estimator
+        self.divergence_key = "kl" if est.is_kl else est.divergence_name
         self.best_val = math.inf
         self.wall_time = 0.0  # seconds, summed over resumed segments
         self._segment_start = time.perf_counter()
@@ -105,11 +109,11 @@ class ImplicitVAEModule(L.LightningModule):
         stats.update(
             loss=float(terms.loss.detach()),
             reconstruction=float(terms.reconstruction.detach().mean()),
-            kl=float(terms.kl.detach().mean()),
+            **{self.divergence_key: float(terms.kl.detach().mean())},
         )
         for key, value in stats.items():
             self._window.setdefault(key, []).append(value)
-        bar = {"loss": stats["loss"], "kl": stats["kl"]}
+        bar = {"loss": stats["loss"], self.divergence_key: stats[self.divergence_key]}
         if "critic_accuracy" in stats:
             bar["acc"] = stats["critic_accuracy"]
         self.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
@@ -149,6 +153,7 @@ class ImplicitVAEModule(L.LightningModule):
     def _log(self, metrics: dict[str, float]) -> None:
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.model_step)
+            logger.save()  # flushed now, so a crash loses no logged row
 
     @torch.no_grad()
     def evaluate_split(self, x_all: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
@@ -156,17 +161,18 @@ class ImplicitVAEModule(L.LightningModule):
         training sequence is the same whether or not (or how often) validation runs."""
         was_training = self.model.training
         self.model.eval()
-        totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        key = self.divergence_key
+        totals = {"loss": 0.0, "reconstruction": 0.0, key: 0.0}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.train.seed + 12_345)
             for x in x_all.split(batch_size):
                 terms = self.model(x, self.cfg.train.n_samples)
                 totals["reconstruction"] += float(terms.reconstruction.sum())
-                totals["kl"] += float(terms.kl.sum())
+                totals[key] += float(terms.kl.sum())
         self.model.train(was_training)
         n = x_all.shape[0]
         out = {k: v / n for k, v in totals.items() if k != "loss"}
-        out["loss"] = -out["reconstruction"] + self.model.beta * out["kl"]
+        out["loss"] = -out["reconstruction"] + self.model.beta * out[key]
         return out
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -188,13 +194,12 @@ class ImplicitVAEModule(L.LightningModule):
 
     def load_resume_state(self, ckpt: dict[str, Any]) -> None:
         """Restore weights and counters now; optimizer and RNG states once training starts."""
-        try:
-            self.model.load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise ConfigError(
-                f"checkpoint does not match the model built from its config: "
-                f"{str(err).splitlines()[0]}"
-            ) from None
+        mismatch = state_mismatch(self.model.state_dict(), ckpt["model"])
+        if mismatch:
+            raise CheckpointError(
+                f"checkpoint does not fit the model built from its config ({mismatch})"
+            )
+        self.model.load_state_dict(ckpt["model"])
         self.model_step = int(ckpt["model_step"])
         self.best_val = float(ckpt["best_val"])
         self.wall_time = float(ckpt["wall_time"])
@@ -299,7 +304,8 @@ def write_outputs(module: ImplicitVAEModule, run_dir: Path) -> dict[str, Any]:
         "steps": module.model_step,
         "wall_time_s": round(module.wall_time + time.perf_counter() - module._segment_start, 2),
         "divergence": module.cfg.divergence.name,
-        "kl_is_estimate": module.cfg.divergence.name not in ("analytic", "monte_carlo"),
+        "divergence_key": module.divergence_key,
+        "kl_is_estimate": module.cfg.divergence.name != "analytic",
         "train": module.last_train_metrics,
         "val": module.last_val_metrics,
         "test": test,
