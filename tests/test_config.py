@@ -293,7 +293,7 @@ def test_shipped_configs_exist():
     """The package ships the documented configs (guards the parametrisation below)."""
     names = {p.name for p in SHIPPED}
     assert {"default.yaml", "digits_avb.yaml", "digits_vae.yaml", "toy4_avb.yaml",
-            "toy4_vae.yaml"} <= names
+            "toy4_vae.yaml", "digits_aae_mixture.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

@@ -51,9 +51,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     latent_dim: int = field(default=8, metadata=_at_least(1))
-    posterior: str = field(
-        default="noise_basis", metadata=_choices(*POSTERIORS)
-    )
+    posterior: str = field(default="noise_basis", metadata=_choices(*POSTERIORS))
     likelihood: str = field(default="bernoulli", metadata=_choices(*LIKELIHOODS))
     prior: str = field(default="standard_normal", metadata=_choices(*PRIORS))
     prior_components: int = field(default=10, metadata=_at_least(1))  # gaussian_mixture: K
@@ -64,9 +62,7 @@ class ModelConfig:
     )  # implicit prior: generator widths
     prior_path: str | None = None  # samples: .npy file of shape (N, latent_dim)
     hidden: list[int] = field(default_factory=lambda: [256, 256])  # encoder and decoder widths
-    activation: str = field(
-        default="elu", metadata=_choices(*ACTIVATIONS)
-    )
+    activation: str = field(default="elu", metadata=_choices(*ACTIVATIONS))
     noise_dim: int = field(default=16, metadata=_at_least(1))  # ε dimension of implicit samplers
     n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
     inject_noise: bool = False  # implicit: also add a linear map of ε at every hidden layer
@@ -75,9 +71,7 @@ class ModelConfig:
 
 @dataclass
 class DivergenceConfig:
-    name: str = field(
-        default="avb_ac", metadata=_choices(*ESTIMATORS)
-    )
+    name: str = field(default="avb_ac", metadata=_choices(*ESTIMATORS))
     critic_width: int = field(default=256, metadata=_at_least(1))
     critic_blocks: int = field(default=3, metadata=_at_least(0))
     gaussian_skip: bool = True  # add ½‖z‖² to T where the contrast is N(0, I)
@@ -295,6 +289,11 @@ def config_from_dict(raw: dict) -> Config:
 
 
 def _check_consistency(cfg: Config) -> None:
+    if cfg.model.prior == "samples" and not cfg.model.prior_path:
+        raise ConfigError(
+            "model.prior_path: required when model.prior is 'samples'; give an .npy file of shape "
+            "(N, latent_dim)"
+        )
     if cfg.data.name in ("file",) and not cfg.data.path:
         raise ConfigError(
             "data.path: required when data.name is 'file'; give an .npz, .npy or .csv file"

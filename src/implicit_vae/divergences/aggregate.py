@@ -15,6 +15,7 @@ from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .avb import _logistic_loss
 from .base import CriticLoss, DivergenceEstimator
+from .prior_gradient import frozen, prior_surrogate
 
 
 class LatentCritic(nn.Module):
@@ -48,6 +49,10 @@ class AdversarialAutoencoder(DivergenceEstimator):
     Makhzani et al. train the generator with the non-saturating loss −log σ(D(z)); the logit used
     here has the same fixed point and is also a KL estimate.
 
+    A learnable prior is trained by the ELBO's gradient −E_q[∇_ψ log p_ψ] through a zero-valued
+    surrogate (exact where it has a density, else via the frozen D at prior samples; the aggregate
+    ratio is the right one here, see :mod:`.prior_gradient`), not as a GAN generator against D.
+
     Args:
         data_dim: dimension of x (unused: D sees z only).
         latent_dim: dimension D of z.
@@ -73,7 +78,10 @@ class AdversarialAutoencoder(DivergenceEstimator):
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         n, b, d = q.z.shape
-        return self.critic(None, q.z.reshape(n * b, d)).view(n, b).mean(0)
+        value = self.critic(None, q.z.reshape(n * b, d)).view(n, b).mean(0)
+        return value + prior_surrogate(
+            prior, q.z, lambda zp: frozen(self.critic)(None, zp.reshape(n * b, d)).view(n, b)
+        )
 
     def _critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
         zq = q.z.reshape(-1, q.z.shape[-1])

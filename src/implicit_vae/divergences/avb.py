@@ -16,6 +16,7 @@ from ..nets import ResidualCritic
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
+from .prior_gradient import frozen, prior_surrogate
 
 
 def _logistic_loss(t_pos: torch.Tensor, t_neg: torch.Tensor) -> CriticLoss:
@@ -60,6 +61,10 @@ class AVB(DivergenceEstimator):
     E_q[∇_T] vanishes there, the gradient w.r.t. the sampler flows through z alone (AVB Prop. 2).
 
     ``gaussian_skip`` adds ½‖z‖² to T; it is switched on automatically only for a standard normal prior.
+
+    A learnable prior gets its gradient −E_q[∇_ψ log p_ψ] from a zero-valued surrogate: exact where
+    it has a density, else through the frozen critic at prior samples, −∇_ψ E_{p_ψ}[e^{T}]
+    self-normalised (see :mod:`.prior_gradient`).
     """
 
     def __init__(
@@ -75,7 +80,12 @@ class AVB(DivergenceEstimator):
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         xs, zs = _pair(x, q.z)
-        return self.critic(xs, zs).view(q.z.shape[:2]).mean(0)
+        value = self.critic(xs, zs).view(q.z.shape[:2]).mean(0)
+        return value + prior_surrogate(prior, q.z, lambda zp: self._frozen_t(x, zp))
+
+    def _frozen_t(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """T(x_b, z[j, b]) with the critic's parameters detached; z (m, B, D) -> (m, B)."""
+        return frozen(self.critic)(*_pair(x, z)).view(z.shape[:2])
 
     def _critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
         xs, zq = _pair(x, q.z)

@@ -27,6 +27,7 @@ from ..priors import Prior
 from .aggregate import LatentCritic
 from .avb import ConditionalCritic, _pair
 from .base import CriticLoss, DivergenceEstimator
+from .prior_gradient import density_surrogate
 
 
 class VariationalBound(DivergenceEstimator):
@@ -83,7 +84,12 @@ class VariationalBound(DivergenceEstimator):
         return t_q, t_p
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
-        return self._bound(*self._critic_values(x, q.z, prior, detach_prior=False))
+        # A learnable prior learns pathwise through its samples in the bound (Danskin: the
+        # divergence's own gradient); a KL bound with a learnable density uses the exact
+        # −E_q[∇_ψ log p_ψ] instead, which also reaches a mixture's weights (see .prior_gradient).
+        exact = self.is_kl and prior.has_density and prior.is_learnable
+        value = self._bound(*self._critic_values(x, q.z, prior, detach_prior=exact))
+        return value + density_surrogate(prior, q.z) if exact else value
 
     def _critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
         t_q, t_p = self._critic_values(x, q.z, prior, detach_prior=True)
