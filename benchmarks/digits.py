@@ -14,7 +14,6 @@ Writes benchmarks/results/digits.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -24,7 +23,7 @@ import torch
 
 from implicit_vae.config import load_config
 from implicit_vae.evaluate.run import evaluate_model
-from implicit_vae.runs import load_run
+from implicit_vae.runs import load_run, write_json
 from implicit_vae.train import fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "implicit_vae" / "configs"
@@ -69,12 +68,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="override train.max_steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
     parser.add_argument("--ais-chains", type=int, default=8)
     parser.add_argument("--ais-steps", type=int, default=500)
     parser.add_argument("--max-examples", type=int, default=None)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="digits_"))
     results = {}
@@ -92,7 +93,8 @@ def main() -> None:
     command = "python benchmarks/digits.py" + "".join(
         f" --{k.replace('_', '-')} {v}"
         for k, v in vars(args).items()
-        if k in ("steps", "seed", "ais_chains", "ais_steps", "max_examples") and v is not None
+        if k in ("steps", "seed", "threads", "ais_chains", "ais_steps", "max_examples")
+        and v is not None
     )
     report = {
         "benchmark": "digits",
@@ -101,9 +103,7 @@ def main() -> None:
         "models": results,
     }
     path = args.out / "digits.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, report)
     print(f"wrote {path}")
 
 

@@ -13,7 +13,6 @@ Writes benchmarks/results/toy4.json and benchmarks/results/toy4_<model>_posterio
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ import torch
 from implicit_vae.config import load_config
 from implicit_vae.evaluate import exact_log_likelihood_2d
 from implicit_vae.plots import plot_posterior_scatter
-from implicit_vae.runs import load_run
+from implicit_vae.runs import load_run, write_json
 from implicit_vae.train import fit
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "implicit_vae" / "configs"
@@ -96,9 +95,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="toy4_"))
     results = {}
@@ -115,15 +116,14 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     report = {
         "benchmark": "toy4",
-        "command": f"python benchmarks/toy4.py --steps {args.steps} --seed {args.seed}",
+        "command": f"python benchmarks/toy4.py --steps {args.steps} --seed {args.seed} "
+        f"--threads {args.threads}",
         "optimum": OPTIMUM,
         "paper": PAPER,
         "models": results,
     }
     path = args.out / "toy4.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, report)
     print(f"wrote {path}")
 
 

@@ -93,7 +93,7 @@ class AVB(DivergenceEstimator):
         return _logistic_loss(self.critic(xs, zq), self.critic(xs, zp))
 
 
-class AVBAdaptiveContrast(DivergenceEstimator):
+class AVBAdaptiveContrast(AVB):
     """AVB with adaptive contrast (AVB Sec. 4.1): the critic compares the normalised sample
     z̃ = (z − μ)/σ against ε ~ N(0, I), where μ, σ² are q(z|x)'s moments (stop-gradient) and
     r_α(z|x) = N(z; μ, σ²). Then
@@ -105,17 +105,6 @@ class AVBAdaptiveContrast(DivergenceEstimator):
     needs_posterior_moments = True
     needs_prior_density = True
     variance_floor = 1e-4  # as in the official code: σ = sqrt(Var + 1e-4)
-
-    def __init__(
-        self,
-        data_dim: int,
-        latent_dim: int,
-        width: int = 256,
-        blocks: int = 5,
-        gaussian_skip: bool = True,
-    ):
-        super().__init__(data_dim, latent_dim)
-        self.critic = ConditionalCritic(data_dim, latent_dim, width, blocks, gaussian_skip)
 
     def _normalise(self, q: PosteriorSample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mean = q.mean.detach()  # (B, D)
