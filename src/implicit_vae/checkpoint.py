@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,16 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+# Entries every training checkpoint carries, with the type each must have.
+REQUIRED_ENTRIES = {
+    "config": dict,
+    "model": dict,
+    "model_step": int,
+    "best_val": (int, float),
+    "wall_time": (int, float),
+    "optimizers": list,
+    "rng": dict,
+}
 
 
 class CheckpointError(ValueError):
@@ -42,6 +54,19 @@ def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files of saves that a killed process never finished or cleaned up.
+
+    Only :func:`atomic_save`'s own ``.NAME.*.tmp`` files are touched; call this when no other process
+    is writing checkpoints into ``directory`` (e.g. when a run resumes). Returns the files removed.
+    """
+    directory = Path(directory)
+    stale = sorted(directory.glob(".*.ckpt.*.tmp")) if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
@@ -49,39 +74,108 @@ def _umask() -> int:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` and check its format version.
+    """Load a checkpoint with ``weights_only=True`` and check its format version and contents.
 
     Raises:
-        CheckpointError: if the file is missing, truncated or corrupt, carries pickled objects, or was
-            written by an incompatible format version.
+        CheckpointError: if the file is missing, truncated or corrupt, carries pickled objects, was
+            written by an incompatible format version, or lacks an entry a checkpoint must have. The
+            message is one line naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} contains pickled Python objects and was refused "
-                "(only tensors and plain values are loaded, so no code from the file runs)"
-            ) from None
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {err}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if path.stat().st_size == 0:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is truncated or corrupt ({first})"
+            f"checkpoint {str(path)!r} is truncated or corrupt (the file is empty)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's pickle-protocol note; errors say it all
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:  # the file names a Python callable or class: never imported, never called
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} contains pickled Python objects ({found.group(1)}) and "
+                "was refused (only tensors and plain values are loaded, so no code from the file "
+                "runs)"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupt (not a tensor file torch can read)"
+        ) from None
+    except Exception as err:  # any other failure to parse the bytes means a damaged file
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupt ({_first_sentence(err)})"
         ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(
-            f"{str(path)!r} is not an implicit-vae checkpoint (no format_version)"
+            f"{str(path)!r} is not an implicit-vae checkpoint (no format_version); expected a file "
+            "written by implicit-vae train"
         )
     if ckpt["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has format version {ckpt['format_version']}; this version of "
-            f"implicit-vae reads format {FORMAT_VERSION}"
+            f"checkpoint {str(path)!r} has format version {ckpt['format_version']!r}; this version "
+            f"of implicit-vae reads format {FORMAT_VERSION}"
         )
+    _check_entries(path, ckpt)
     return ckpt
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The first line and sentence of an exception's message (torch's run on for a paragraph)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.split(". ")[0].rstrip(".")
+    return text if text and not text.isdigit() else type(err).__name__
+
+
+def _check_entries(path: Path, ckpt: dict[str, Any]) -> None:
+    """Refuse a checkpoint of the right version that lacks an entry or holds one of the wrong type."""
+    from .config import ConfigError, config_from_dict  # config imports no checkpoint code
+
+    for key, kind in REQUIRED_ENTRIES.items():
+        value = ckpt.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, kind):
+            found = "missing" if key not in ckpt else f"a {type(value).__name__}"
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is incomplete: entry {key!r} is {found}; expected "
+                f"{_kind_name(kind)}"
+            )
+    not_tensors = [k for k, v in ckpt["model"].items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: model entries {', '.join(not_tensors[:3])} are not "
+            "tensors; expected a state dict of tensors"
+        )
+    try:
+        _check_rng(ckpt["rng"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has malformed RNG states ({err}); expected the torch, "
+            "numpy and python states written by implicit-vae train"
+        ) from None
+    try:
+        config_from_dict(ckpt["config"])
+    except ConfigError as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds a config this version cannot use ({err})"
+        ) from None
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {dict: "a mapping", list: "a list", int: "an integer", float: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))
+
+
+def _check_rng(states: dict[str, Any]) -> None:
+    """Raise KeyError/TypeError/ValueError unless ``states`` has the layout of collect_rng_states."""
+    if not isinstance(states["torch"], torch.Tensor) or states["torch"].dtype != torch.uint8:
+        raise TypeError("torch state is not a uint8 tensor")
+    keys, internal = states["numpy"]["keys"], states["python"]["internal"]
+    if not isinstance(keys, torch.Tensor) or keys.numel() != 624:
+        raise ValueError("numpy state keys are not a tensor of 624 numbers")
+    if not isinstance(internal, torch.Tensor) or internal.numel() != 625:
+        raise ValueError("python state is not a tensor of 625 numbers")
 
 
 def collect_rng_states() -> dict[str, Any]:

@@ -6,6 +6,7 @@ Every user error (bad config, data, checkpoint or argument) prints one line and 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, load_config, parse_override
 
 EXIT_USAGE = 2
+EXIT_NONFINITE = 3  # training stopped on a NaN/inf (train.on_nonfinite)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +107,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate.run import evaluate_model, split_data
     from .runs import load_run, write_json
 
+    if args.json and not Path(args.json).parent.is_dir():
+        # Checked first, so a long evaluation is not computed only to fail when it is written.
+        raise ConfigError(
+            f"--json: directory {str(Path(args.json).parent)!r} does not exist; expected a file "
+            "path in an existing directory"
+        )
     cfg, model, data = load_run(args.run_dir, args.checkpoint)
     x = split_data(data, args.split, cfg.train.seed)
     if args.max_examples:
@@ -145,6 +153,8 @@ def _train(args: argparse.Namespace) -> None:
     else:
         cfg = load_config(resolve_config(args.config), args.set)
         run_dir, summary = fit(cfg)
+    if not summary:  # a torchrun process other than rank 0: rank 0 reports
+        return
     val, key = summary.get("val", {}), summary["divergence_key"]
     print(f"run directory: {run_dir}")
     print(
@@ -177,9 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``implicit-vae`` console script; returns the exit code."""
     from .data import DataError
     from .evaluate import EvaluationError
+    from .guards import NonFiniteError
     from .model import IncompatibleComponentsError
 
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # argparse has printed its one line (or --help); return, not exit
+        return 0 if done.code is None else done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
         {"train": _train, "describe": _describe, "evaluate": _evaluate}[args.command](args)
     except (
@@ -191,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     ) as err:
         print(f"implicit-vae: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except NonFiniteError as err:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one reports
+            print(f"implicit-vae: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     except KeyboardInterrupt:
         print("implicit-vae: interrupted; the last checkpoint is intact", file=sys.stderr)
         return 130

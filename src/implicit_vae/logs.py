@@ -40,6 +40,19 @@ class _ContinuingWriter(ExperimentWriter):
         os.replace(tmp, path)  # the old rows are never absent from disk
         self.metrics_keys = sorted(header)
 
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        # Lightning rewrites the file in place when a new column appears; a kill mid-rewrite would
+        # lose every row, so write a complete copy and rename it over the original.
+        path = Path(self.metrics_file_path)
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
 
 class RunCSVLogger(CSVLogger):
     """``run_dir/metrics.csv``, continued (not replaced) when ``resume_step`` is given."""

@@ -14,13 +14,23 @@ from .model import ImplicitVAE
 
 
 def new_run_dir(path: str | Path) -> Path:
-    """``path`` if it is free, else ``path-2``, ``path-3``…: a run never writes into another's files."""
+    """``path`` if it is free, else ``path-2``, ``path-3``…: a run never writes into another's files.
+
+    Raises:
+        ConfigError: if the directory cannot be created (a file is in the way, no permission).
+    """
     base = Path(path)
     candidate, k = base, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
         k += 1
         candidate = base.with_name(f"{base.name}-{k}")
-    candidate.mkdir(parents=True, exist_ok=True)
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"train.run_dir: cannot create {str(candidate)!r} ({err.strerror or err}); expected a "
+            "directory path that can be written"
+        ) from None
     return candidate
 
 

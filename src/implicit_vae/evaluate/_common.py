@@ -90,7 +90,7 @@ def check_x(x: torch.Tensor) -> None:
 def check_positive_int(**kwargs: int) -> None:
     for name, value in kwargs.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_prior_density(prior, method: str) -> None:

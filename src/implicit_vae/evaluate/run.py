@@ -42,11 +42,14 @@ def elbo_terms(
     return {"reconstruction": rec / n, "divergence": div / n, "elbo": (rec - div) / n}
 
 
-def ais_initial(model: ImplicitVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+def ais_initial(
+    model: ImplicitVAE, x: torch.Tensor, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The Gaussian with q(z|x)'s moments (AVB's AIS start for adaptive-contrast models), or None."""
     if not model.posterior.has_moments:
         return None
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the same start for the same seed, whatever ran before
         sample = model.posterior.sample(x, 2)
     # A slightly wider start than q keeps AIS robust where q is narrower than the true posterior.
     return sample.mean, (sample.var + 1e-4).sqrt() * 1.5
@@ -80,7 +83,7 @@ def evaluate_model(
     unavailable: dict[str, str] = {}
     if model.prior.has_density:
         start = time.perf_counter()
-        initial = ais_initial(model, x)
+        initial = ais_initial(model, x, seed)
         ais = ais_log_likelihood(
             model.log_likelihood,
             model.prior,
@@ -107,7 +110,7 @@ def evaluate_model(
                 subset,
                 grid,
                 chains=ais_chains,
-                initial=ais_initial(model, subset),
+                initial=ais_initial(model, subset, seed),
                 seed=seed,
             )
             plot_ais_versus_steps(curve, ais_curve_path)
