@@ -96,6 +96,18 @@ class TrainConfig:
     threads: int | None = field(
         default=None, metadata=_at_least(1)
     )  # torch intra-op threads (None: torch's default)
+    on_nonfinite: str = field(
+        default="stop", metadata=_choices("stop", "skip")
+    )  # NaN/inf in a loss, gradient or weight: stop, or skip the batch
+    max_consecutive_skips: int = field(default=50, metadata=_at_least(1))  # skip: then stop anyway
+    detect_anomaly: bool = False  # debug: torch.autograd.detect_anomaly around every update (slow)
+    saturation_threshold: float = field(
+        default=0.99, metadata={"min": 0.5, "max": 1.0}
+    )  # critic accuracy above which a step counts as saturated
+    saturation_patience: int = field(default=200, metadata=_at_least(1))  # steps before the alarm
+    strategy: str = field(
+        default="auto", metadata=_choices("auto", "ddp")
+    )  # auto: DDP when torchrun starts several processes; ddp: always DDP (needs torchrun)
 
 
 @dataclass
@@ -109,7 +121,11 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the resolved config as YAML, atomically (temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)
 
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
