@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="last", choices=["last", "best"])
     evaluate.add_argument("--ais-chains", type=_positive, default=8, metavar="N")
     evaluate.add_argument("--ais-steps", type=_positive, default=1000, metavar="N")
+    evaluate.add_argument(
+        "--ais-leapfrog",
+        type=_positive,
+        default=10,
+        metavar="N",
+        help="leapfrog steps per HMC transition",
+    )
     evaluate.add_argument("--is-samples", type=_positive, default=1000, metavar="K")
     evaluate.add_argument(
         "--max-examples",
@@ -125,6 +132,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         divergence=cfg.divergence.name,
         ais_chains=args.ais_chains,
         ais_steps=args.ais_steps,
+        ais_leapfrog_steps=args.ais_leapfrog,
         is_samples=args.is_samples,
         seed=cfg.train.seed,
         ais_curve_path=curve,

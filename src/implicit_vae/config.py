@@ -74,7 +74,7 @@ class DivergenceConfig:
     name: str = field(default="avb_ac", metadata=_choices(*ESTIMATORS))
     critic_width: int = field(default=256, metadata=_at_least(1))
     critic_blocks: int = field(default=3, metadata=_at_least(0))
-    gaussian_skip: bool = True  # add ½‖z‖² to T where the contrast is N(0, I)
+    gaussian_skip: bool = True  # avb/aae with a standard normal prior: add ½‖z‖² to the critic T
 
 
 @dataclass

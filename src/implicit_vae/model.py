@@ -93,7 +93,7 @@ class ImplicitVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, n_samples: int = 1) -> LossTerms:
         """Loss terms for a batch ``x`` of shape (B, data_dim), using ``n_samples`` z per example."""
-        q = self.posterior.sample(x, n_samples)
+        q = self.posterior.sample(x, n_samples, moments=self.estimator.needs_posterior_moments)
         reconstruction = self.likelihood.log_prob(x, q.z).mean(0)  # (B,)
         kl = self.estimator.estimate(x, q, self.prior)  # (B,)
         loss = (-reconstruction + self.beta * kl).mean()
@@ -102,7 +102,7 @@ class ImplicitVAE(nn.Module):
     def critic_loss(self, x: torch.Tensor, n_samples: int = 1) -> CriticLoss:
         """The estimator's own loss on fresh posterior samples, which carry no gradient to the model."""
         with torch.no_grad():
-            q = self.posterior.sample(x, n_samples)
+            q = self.posterior.sample(x, n_samples, self.estimator.needs_posterior_moments)
         return self.estimator.critic_loss(x, q, self.prior)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -121,7 +121,7 @@ class ImplicitVAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """E[x|z] for one z ~ q(z|x) per example; shape (B, data_dim)."""
-        return self.likelihood.mean(self.posterior.sample(x, 1).z[0])
+        return self.likelihood.mean(self.posterior.sample(x, 1, moments=False).z[0])
 
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:

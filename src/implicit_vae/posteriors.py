@@ -62,12 +62,12 @@ class Posterior(nn.Module):
         self.data_dim = data_dim
         self.latent_dim = latent_dim
 
-    def sample(self, x: torch.Tensor, n: int = 1) -> PosteriorSample:
+    def sample(self, x: torch.Tensor, n: int = 1, moments: bool = True) -> PosteriorSample:
         """Draw ``n`` samples of z for each row of ``x`` (B, data_dim); returns z of shape (n, B, D)."""
         self._check_x(x)
         if n < 1:
             raise ValueError(f"number of samples must be >= 1, got {n}")
-        return self._sample(x, n)
+        return self._sample(x, n) if moments else self._sample_without_moments(x, n)
 
     def log_prob(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log q(z|x) for z of shape (n, B, D) and x of shape (B, data_dim); returns (n, B)."""
@@ -83,6 +83,10 @@ class Posterior(nn.Module):
     def _check_x(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
+
+    def _sample_without_moments(self, x: torch.Tensor, n: int) -> PosteriorSample:
+        """Samples for a caller that will not read the moments; override where they cost extra."""
+        return self._sample(x, n)
 
     def _sample(self, x: torch.Tensor, n: int) -> PosteriorSample:
         raise NotImplementedError
@@ -156,6 +160,10 @@ class ImplicitPosterior(Posterior):
         eps = torch.randn(n, b, self.noise_dim, device=x.device, dtype=x.dtype)
         x_rep = x.unsqueeze(0).expand(n, b, self.data_dim)
         return self.net(x_rep.reshape(n * b, -1), eps.reshape(n * b, -1)).view(n, b, -1)
+
+    def _sample_without_moments(self, x: torch.Tensor, n: int) -> PosteriorSample:
+        # The moment draws cost more than the sample itself; plain AVB never reads them.
+        return PosteriorSample(z=self._draw(x, n))
 
     def _sample(self, x: torch.Tensor, n: int) -> PosteriorSample:
         z = self._draw(x, n)  # (n, B, D)

@@ -62,6 +62,8 @@ def evaluate_model(
     divergence: str,
     ais_chains: int = 8,
     ais_steps: int = 1000,
+    ais_leapfrog_steps: int = 10,
+    ais_batch_size: int = 128,
     is_samples: int = 1000,
     seed: int = 0,
     ais_curve_path: Path | None = None,
@@ -90,6 +92,8 @@ def evaluate_model(
             x,
             chains=ais_chains,
             steps=ais_steps,
+            leapfrog_steps=ais_leapfrog_steps,
+            batch_size=ais_batch_size,
             initial=initial,
             seed=seed,
             progress=progress,
@@ -98,6 +102,7 @@ def evaluate_model(
         out["ais"] = {
             "chains": ais_chains,
             "steps": ais_steps,
+            "leapfrog_steps": ais_leapfrog_steps,
             "initial": "posterior moments" if initial is not None else "prior",
             "wall_time_s": round(time.perf_counter() - start, 2),
         }
@@ -110,6 +115,8 @@ def evaluate_model(
                 subset,
                 grid,
                 chains=ais_chains,
+                leapfrog_steps=ais_leapfrog_steps,
+                batch_size=ais_batch_size,
                 initial=ais_initial(model, subset, seed),
                 seed=seed,
             )

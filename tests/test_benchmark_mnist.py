@@ -1,0 +1,132 @@
+"""benchmarks/mnist.py on tiny settings: the split, the saved test binarisation and the JSON schema.
+
+Needs the real MNIST t10k files in ``../shared/data/mnist`` (next to the repository); skipped without.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "mnist.py"
+DATA_DIR = REPO.parent / "shared" / "data" / "mnist"
+HAS_DATA = any((DATA_DIR / f"t10k-images-idx3-ubyte{ext}").is_file() for ext in ("", ".gz"))
+needs_mnist = pytest.mark.skipif(
+    not HAS_DATA, reason=f"MNIST t10k files not found in {DATA_DIR} (the benchmark's default)"
+)
+# Tiny nets and budgets: the smoke run checks the plumbing, not the numbers.
+TINY = [
+    "--steps", "10",
+    "--max-test", "20",
+    "--ais-chains", "2",
+    "--ais-steps", "5",
+    "--is-samples", "10",
+    "--threads", "1",
+    "--set", "model.hidden=[16]",
+    "--set", "divergence.critic_width=16",
+    "--set", "divergence.critic_blocks=1",
+    "--set", "model.n_basis=2",
+    "--set", "model.noise_dim=4",
+    "--set", "train.val_every=5",
+    "--set", "train.log_every=5",
+    "--set", "train.checkpoint_every=10",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("mnist_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_missing_data_dir_exits_2(bench, tmp_path, capsys):
+    """A data directory that does not exist gets one clear line and exit code 2, before training."""
+    code = bench.main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "--data-dir" in err
+
+
+@needs_mnist
+def test_test_set_is_last_1000_binarised_once_with_seed_0(bench, tmp_path):
+    """The test tensor is Bernoulli(intensity) of t10k[9000:10000] with Generator seed 0, saved as
+    uint8, and a second call reuses the saved file; the train files (if any) are ignored."""
+    from implicit_vae.data import read_idx
+
+    t10k = bench.t10k_only_dir(DATA_DIR, tmp_path / "work")
+    assert sorted(p.name.split(".")[0] for p in t10k.iterdir()) == [
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
+    x, info = bench.binarized_test_set(t10k, tmp_path, DATA_DIR)
+    images = read_idx(next(t10k.glob("t10k-images*")))
+    assert images.shape == (10000, 28, 28)
+    intensities = torch.as_tensor(images[9000:].reshape(1000, -1), dtype=torch.float32) / 255.0
+    expected = torch.bernoulli(intensities, generator=torch.Generator().manual_seed(0))
+    assert x.dtype == torch.uint8 and x.shape == (1000, 784)
+    assert torch.equal(x, expected.to(torch.uint8))
+    assert info["split"]["test"] == "t10k[9000:10000]" and "warning" not in info
+    assert info["test_tensor_origin"] == "sampled and saved"
+    saved = tmp_path / bench.TEST_TENSOR
+    assert torch.equal(torch.load(saved, weights_only=True), x)
+
+    again, info2 = bench.binarized_test_set(t10k, tmp_path, DATA_DIR)
+    assert info2["test_tensor_origin"] == "loaded" and torch.equal(again, x)
+    assert info2["test_tensor_sha256"] == info["test_tensor_sha256"]
+
+    torch.save(torch.ones(1000, 784, dtype=torch.uint8), saved)  # inconsistent with the images
+    with pytest.raises(bench.BenchmarkError, match="delete it to resample"):
+        bench.binarized_test_set(t10k, tmp_path, DATA_DIR)
+
+
+@needs_mnist
+def test_smoke_run_writes_json_table_and_figures(bench, tmp_path, capsys):
+    """All three models train for a few steps and are evaluated; the JSON has every field."""
+    out = tmp_path / "results"
+    assert bench.main([*TINY, "--out", str(out), "--data-dir", str(DATA_DIR)]) == 0
+
+    report = json.loads((out / "mnist.json").read_text())
+    assert report["benchmark"] == "mnist" and report["command"].startswith("python benchmarks/")
+    assert report["data"]["test_examples_evaluated"] == 20
+    assert report["evaluation"]["ais_chains"] == 2 and report["evaluation"]["ais_steps"] == 5
+    assert set(report["models"]) == {"vae", "avb", "avb_ac"}
+    common = {
+        "config", "steps", "log_px_ais", "log_px_ais_stderr", "reconstruction_error",
+        "train_wall_time_s", "eval_wall_time_s", "seconds_per_step", "critic_health",
+    }  # fmt: skip
+    for name, r in report["models"].items():
+        assert common <= set(r), name
+        assert r["config"] == f"mnist_{name}.yaml" and r["steps"] == 10
+        assert math.isfinite(r["log_px_ais"]) and r["log_px_ais_stderr"] >= 0
+        assert r["evaluation"]["ais"]["initial"] == "posterior moments"
+        for kind in ("samples", "reconstructions", "training"):
+            assert (out / f"mnist_{name}_{kind}.png").stat().st_size > 0
+    vae = report["models"]["vae"]
+    assert {"elbo", "kl", "log_px_is", "log_px_is_stderr"} <= set(vae)
+    assert "elbo_estimate" not in vae and vae["critic_health"] is None
+    for name in ("avb", "avb_ac"):
+        r = report["models"][name]
+        assert {"elbo_estimate", "kl_estimate"} <= set(r) and "log_px_is" not in r
+        health = r["critic_health"]
+        assert 0.0 <= health["final_critic_accuracy"] <= 1.0
+        gap = r["elbo_estimate"] - r["log_px_ais"]
+        assert health["elbo_estimate_minus_log_px_ais"] == pytest.approx(gap)
+        assert health["curve"] and {"step", "critic_accuracy"} <= set(health["curve"][0])
+    cmp = report["comparison"]
+    assert cmp["avb_ac_minus_vae_log_px_ais"] == pytest.approx(
+        report["models"]["avb_ac"]["log_px_ais"] - vae["log_px_ais"]
+    )
+    assert isinstance(cmp["goal_met"], bool)
+
+    table = (out / "mnist.md").read_text()
+    assert table.count("\n| ") >= 4 and "AVB-AC − VAE" in table
+    assert "| avb_ac |" in capsys.readouterr().out
+    assert (out / "mnist_test_binarized.pt").is_file()
