@@ -17,7 +17,7 @@ EXIT_USAGE = 2
 EXIT_NONFINITE = 3  # training stopped on a NaN/inf (train.on_nonfinite)
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -42,11 +42,11 @@ def resolve_config(name: str | None) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineArgumentParser(
         prog="implicit-vae",
         description="VAEs with implicit posteriors: train, inspect and evaluate.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
     sub.required = True
     common = {
         "--config": {"metavar": "FILE", "help": "YAML config (default: the shipped default)"},
@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     describe = sub.add_parser("describe", help="print the model's information flow with shapes")
     for flag, kw in common.items():
         describe.add_argument(flag, **kw)
+    benchmark = sub.add_parser(
+        "benchmark", help="run a benchmark (kl: estimator accuracy against known answers)"
+    )
+    benchmark.add_argument("name", choices=["kl"], help="which benchmark")
+    benchmark.add_argument(
+        "options", nargs=argparse.REMAINDER, help="its options (implicit-vae benchmark kl --help)"
+    )
     evaluate = sub.add_parser("evaluate", help="log-likelihoods (AIS, IS, exact) and ELBO of a run")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -203,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # argparse has printed its one line (or --help); return, not exit
         return 0 if done.code is None else done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
+        if args.command == "benchmark":
+            from .benchmarks.cli import main as benchmark_main
+
+            try:
+                return benchmark_main(args.options)
+            except SystemExit as done:  # its own argument errors and --help
+                return done.code if isinstance(done.code, int) else EXIT_USAGE
         {"train": _train, "describe": _describe, "evaluate": _evaluate}[args.command](args)
     except (
         ConfigError,

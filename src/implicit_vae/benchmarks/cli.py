@@ -1,0 +1,74 @@
+"""``implicit-vae benchmark kl``: argument parsing and the run, shared with benchmarks/kl_accuracy.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .kl import kl_accuracy
+from .report import markdown_table
+
+RESULTS = Path("benchmarks") / "results"  # relative to where the command runs
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def main(
+    argv: list[str] | None = None, prog: str = "implicit-vae benchmark kl", results: Path = RESULTS
+) -> int:
+    """Run the KL-accuracy benchmark from command-line arguments; returns the exit code."""
+    from ..cli import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(
+        prog=prog, description="How accurate is each divergence estimator against known answers?"
+    )
+    parser.add_argument("--quick", action="store_true", help="small grid, few steps (< 2 min)")
+    parser.add_argument(
+        "--estimators",
+        type=lambda s: [v for v in s.split(",") if v],
+        help="comma-separated names (default: all)",
+    )
+    parser.add_argument("--dims", type=_ints, default=[2, 8, 32, 128])
+    parser.add_argument("--kls", type=_floats, default=[1, 10, 50])
+    parser.add_argument("--steps", type=int, help="critic steps per cell (default: by d)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-extra", action="store_true", help="skip the mixture and sampler-only cases"
+    )
+    parser.add_argument("--critic-width", type=int, default=128)
+    parser.add_argument("--critic-blocks", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=results, help="output directory")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        result = kl_accuracy(
+            estimators=args.estimators,
+            dims=args.dims,
+            kls=args.kls,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            quick=args.quick,
+            out_dir=args.out,
+            progress=True,
+            extra_cases=not args.no_extra,
+            critic={"width": args.critic_width, "blocks": args.critic_blocks},
+        )
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print()
+    print(markdown_table(result))
+    print(
+        f"\nwrote {args.out / 'kl_accuracy.json'} and {args.out / 'kl_accuracy.png'} "
+        f"in {result['meta']['wall_time_s']:.0f} s"
+    )
+    return 0
