@@ -379,7 +379,7 @@ CASES = [
          ("{tmp}/run/checkpoints/best.ckpt", "does not exist"), CheckpointError),
     # command line
     case("cli-unknown-command", lambda t, r: ["fly"],
-         ("invalid choice: 'fly'", "choose from 'train', 'describe', 'evaluate'"), None),
+         ("invalid choice: 'fly'", "choose from 'train', 'describe', 'benchmark', 'evaluate'"), None),
     case("cli-no-command", lambda t, r: [], ("arguments are required: COMMAND",), None),
     case("cli-resume-missing-run-dir", lambda t, r: ["train", "--resume", str(t / "gone")],
          ("--resume", "{tmp}/gone", "does not exist"), ConfigError),
