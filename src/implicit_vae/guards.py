@@ -52,26 +52,52 @@ def describe_value(value: float) -> str:
     return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
-def grad_norm(params: Iterable[nn.Parameter]) -> float:
-    """Euclidean norm of all gradients (0 if none); non-finite if any entry is.
+def nonfinite_value(tensors: list[torch.Tensor]) -> float | None:
+    """None if every entry of ``tensors`` is finite, else ``nan`` (some entry is NaN) or ``inf``.
 
-    One fused ``_foreach_norm`` over the tensors: cheap enough to run on every update.
+    One fused ``_foreach_norm`` and one read: the sum of the tensors' Euclidean norms is finite
+    exactly when every entry is, unless squares of huge finite entries overflow, which the rare
+    slow path (a look at the entries) tells apart.
     """
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    if not tensors or math.isfinite(float(torch.stack(torch._foreach_norm(tensors)).sum())):
+        return None
+    if any(bool(t.isnan().any()) for t in tensors):
+        return math.nan
+    return math.inf if any(bool(t.isinf().any()) for t in tensors) else None
 
 
+class Player:
+    """One player's parameters (the model's or the critic's), listed once, and the checks made on
+    every update, each one fused pass over the tensors (see :func:`nonfinite_value`).
+
+    Args:
+        named: ``(name, parameter)`` pairs.
+    """
+
+    def __init__(self, named: Iterable[tuple[str, nn.Parameter]]):
+        self.named = list(named)
+        self.params = [p for _, p in self.named]
+
+    def nonfinite_gradient(self) -> float | None:
+        """None if every gradient entry is finite, else ``nan`` or ``inf``."""
+        return nonfinite_value([p.grad for p in self.params if p.grad is not None])
+
+    @torch.no_grad()
+    def weights_finite(self) -> bool:
+        """True if no parameter holds a NaN or inf."""
+        return nonfinite_value(self.params) is None
+
+
+@torch.no_grad()
 def first_nonfinite_weight(named: Iterable[tuple[str, nn.Parameter]]) -> tuple[str, str] | None:
     """``(name, value)`` of the first parameter holding a NaN or inf, else None."""
     named = list(named)
-    norms = torch.stack(torch._foreach_norm([p.detach() for _, p in named]))
+    norms = torch.stack(torch._foreach_norm([p for _, p in named], math.inf))
     if bool(torch.isfinite(norms).all()):
         return None
     for (name, p), norm in zip(named, norms):
         if not torch.isfinite(norm):
-            bad = p.detach()[~torch.isfinite(p.detach())]
+            bad = p[~torch.isfinite(p)]
             return name, describe_value(float(bad[0]))
     return None  # pragma: no cover - the norms said otherwise
 

@@ -79,10 +79,10 @@ class ImplicitVAEModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.cfg.train
         betas = (t.beta1, t.beta2)
-        # Named parameter lists of each player, built once: the guards read them every update.
+        # Each player's parameters, listed once: the guards read them on every update.
         names = {id(p): n for n, p in self.model.named_parameters()}
         self._players = {
-            key: [(names[id(p)], p) for p in params]
+            key: guards.Player([(names[id(p)], p) for p in params])
             for key, params in (
                 ("model", self.model.model_parameters()),
                 ("critic", self.model.critic_parameters()),
@@ -95,8 +95,9 @@ class ImplicitVAEModule(L.LightningModule):
             )
         return opts
 
-    def _optimizers(self) -> list:
-        opts = self.optimizers()
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        # The plain torch optimizers: Lightning's wrappers add hooks and profiling to every step.
+        opts = self.optimizers(use_pl_optimizer=False)
         return list(opts) if isinstance(opts, (list, tuple)) else [opts]
 
     def training_step(self, x: torch.Tensor, batch_idx: int) -> None:
@@ -114,10 +115,14 @@ class ImplicitVAEModule(L.LightningModule):
             stats["critic_saturated"] = float(self.alarm.saturated)
         for key, value in stats.items():
             self._window.setdefault(key, []).append(value)
-        bar = {"loss": stats["loss"], self.divergence_key: stats[self.divergence_key]}
-        if "critic_accuracy" in stats:
-            bar["acc"] = stats["critic_accuracy"]
-        self.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        t = self.cfg.train
+        if t.progress_bar and (step % t.log_every == 0 or step == t.max_steps):
+            # The bar refreshes every log_every steps; a log_dict on every step would cost more
+            # than the guards. It shows the averages of the window being logged.
+            shown = {"loss": "loss", self.divergence_key: self.divergence_key}
+            shown.update({"acc": "critic_accuracy"} if "critic_accuracy" in stats else {})
+            bar = {k: sum(self._window[v]) / len(self._window[v]) for k, v in shown.items()}
+            self.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def _update(self, x: torch.Tensor, step: int) -> dict[str, float] | None:
         """One batch: the critic updates, then the model update; None if the batch was skipped."""
@@ -131,26 +136,24 @@ class ImplicitVAEModule(L.LightningModule):
                 if not math.isfinite(loss):
                     return self._refuse(step, "critic loss", loss)
                 self._backward(critic.loss, step, "critic gradient")
-                norm = guards.grad_norm(p for _, p in self._players["critic"])  # DDP-averaged
-                if not math.isfinite(norm):
-                    return self._refuse(step, "critic gradient", norm)
+                bad = self._players["critic"].nonfinite_gradient()  # DDP-averaged
+                if bad is not None:
+                    return self._refuse(step, "critic gradient", bad)
                 opts[1].step()
                 self._check_weights(step, "critic")
             stats["critic_loss"], stats["critic_accuracy"] = loss, acc
         opts[0].zero_grad(set_to_none=True)
         terms = self.model(x, t.n_samples)
         names = ("reconstruction", self.divergence_term, "model loss")
-        values = self.world.mean(
-            [float(terms.reconstruction.detach().mean()), float(terms.kl.detach().mean())]
-            + [float(terms.loss.detach())]
-        )
+        means = torch.stack([terms.reconstruction.mean(), terms.kl.mean(), terms.loss]).detach()
+        values = self.world.mean(means.tolist())  # one read of all three terms
         for name, value in zip(names, values):
             if not math.isfinite(value):
                 return self._refuse(step, name, value)
         self._backward(terms.loss, step, "model gradient")
-        norm = guards.grad_norm(p for _, p in self._players["model"])
-        if not math.isfinite(norm):
-            return self._refuse(step, "model gradient", norm)
+        bad = self._players["model"].nonfinite_gradient()
+        if bad is not None:
+            return self._refuse(step, "model gradient", bad)
         opts[0].step()
         self._check_weights(step, "model")
         stats.update(reconstruction=values[0], loss=values[2], **{self.divergence_key: values[1]})
@@ -158,7 +161,10 @@ class ImplicitVAEModule(L.LightningModule):
 
     def _backward(self, loss: torch.Tensor, step: int, term: str) -> None:
         try:
-            self.manual_backward(loss)
+            if self.world.ddp:  # Lightning's backward prepares DDP's gradient all-reduce
+                self.manual_backward(loss)
+            else:  # one process needs none of its hooks and profiling (~1 % of a step)
+                loss.backward()
         except RuntimeError as err:  # detect_anomaly's report, turned into the guard's one line
             if guards.ANOMALY_MARK not in str(err):
                 raise
@@ -178,7 +184,9 @@ class ImplicitVAEModule(L.LightningModule):
         return None
 
     def _check_weights(self, step: int, player: str) -> None:
-        bad = guards.first_nonfinite_weight(self._players[player])
+        if self._players[player].weights_finite():
+            return
+        bad = guards.first_nonfinite_weight(self._players[player].named)
         if bad is not None:  # the update is applied already: no batch can be skipped any more
             detail = f"after the {player} update, from finite gradients; no checkpoint was written"
             name, value = f"weight {bad[0]}", bad[1]
@@ -193,7 +201,7 @@ class ImplicitVAEModule(L.LightningModule):
         self._segment_start = time.perf_counter()
         if self._pending is not None:
             for opt, state in zip(self._optimizers(), self._pending["optimizers"]):
-                getattr(opt, "optimizer", opt).load_state_dict(state)
+                opt.load_state_dict(state)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restoring the RNG right before the first resumed step makes anything Lightning draws while
@@ -268,7 +276,7 @@ class ImplicitVAEModule(L.LightningModule):
             "best_val": self.best_val,
             "wall_time": self.wall_time + time.perf_counter() - self._segment_start,
             "model": self.model.state_dict(),
-            "optimizers": [getattr(o, "optimizer", o).state_dict() for o in self._optimizers()],
+            "optimizers": [o.state_dict() for o in self._optimizers()],
             "rng": ranks[0],
             "guards": {**self.skips.state(), **self.alarm.state()},
             "world_size": self.world.world_size,

@@ -132,35 +132,45 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
 
 @dataclass
 class _Point:
-    """A state of the chains (C, B, D) with the path's log-densities (C, B) and gradients there."""
+    """A state of the chains (C, B, D) with the path's log-densities (C, B) and gradients there, as
+    the base p0 and the difference target − base, so that log π_β = base + β · delta and the AIS
+    weight increment is Δβ · delta. The target is log p(z) + log p(x|z)."""
 
     z: torch.Tensor
-    target: torch.Tensor  # log p(z) + log p(x|z)
-    base: torch.Tensor  # log p0(z)
-    g_target: torch.Tensor
+    base: torch.Tensor
+    delta: torch.Tensor
     g_base: torch.Tensor
+    g_delta: torch.Tensor
 
     def log_density(self, beta: float) -> torch.Tensor:
-        return (1.0 - beta) * self.base + beta * self.target
+        return torch.add(self.base, self.delta, alpha=beta)
 
     def grad(self, beta: float) -> torch.Tensor:
-        return (1.0 - beta) * self.g_base + beta * self.g_target
+        return torch.add(self.g_base, self.g_delta, alpha=beta)
 
     def where(self, mask: torch.Tensor, other: _Point) -> _Point:
         """Take ``other`` where ``mask`` (C, B) is True."""
         m = mask.unsqueeze(-1)
-        return _Point(torch.where(m, other.z, self.z), torch.where(mask, other.target, self.target),
-                      torch.where(mask, other.base, self.base),
-                      torch.where(m, other.g_target, self.g_target),
-                      torch.where(m, other.g_base, self.g_base))
+        return _Point(torch.where(m, other.z, self.z), torch.where(mask, other.base, self.base),
+                      torch.where(mask, other.delta, self.delta),
+                      torch.where(m, other.g_base, self.g_base),
+                      torch.where(m, other.g_delta, self.g_delta))
 
 
 class _Path:
-    """The endpoints of the annealing path for one batch: p0 and p(z) p(x|z)."""
+    """The endpoints of the annealing path for one batch: p0 and p(z) p(x|z).
+
+    Each evaluation is one forward and one backward pass of the decoder; the prior's gradient comes
+    from the same backward pass, and p0's (a Gaussian when ``initial`` is given) in closed form.
+    """
 
     def __init__(self, log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor,
                  initial: tuple[torch.Tensor, torch.Tensor] | None):
         self.log_likelihood, self.prior, self.x, self.initial = log_likelihood, prior, x, initial
+        if initial is not None:
+            mean, std = initial
+            self.inv_std, self.inv_var = std.reciprocal(), std.pow(-2)
+            self.log_norm = (-std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)  # (B,)
 
     def sample_initial(self, chains: int) -> torch.Tensor:
         b, d = self.x.shape[0], self.prior.latent_dim
@@ -171,20 +181,33 @@ class _Path:
         return mean + std * torch.randn(chains, b, d, device=self.x.device, dtype=self.x.dtype)
 
     def evaluate(self, z: torch.Tensor) -> _Point:
+        """The log-densities and their gradients at ``z``."""
+        with torch.enable_grad():
+            z_prior, z_lik = z.detach().requires_grad_(True), z.detach().requires_grad_(True)
+            lp = self.prior.log_prob(z_prior)
+            ll = call_log_likelihood(self.log_likelihood, self.x, z_lik)
+            # Two leaves, one backward pass: both gradients, kept apart.
+            g_lp, g_ll = torch.autograd.grad((lp.sum(), ll.sum()), (z_prior, z_lik))
+        z, lp, ll = z.detach(), lp.detach(), ll.detach()
+        if self.initial is None:  # p0 = p(z): target − base = log p(x|z)
+            return _Point(z, lp, ll, g_lp, g_ll)
+        diff = self.initial[0] - z
+        base = self.log_norm - 0.5 * (diff * self.inv_std).pow(2).sum(-1)
+        g_base = diff * self.inv_var
+        return _Point(z, base, lp + ll - base, g_base, g_lp + g_ll - g_base)
+
+    def grad(self, z: torch.Tensor, beta: float) -> torch.Tensor:
+        """∇ log π_β at ``z`` alone (inside a trajectory no log-density is needed): β scales the
+        backward pass instead of the gradients."""
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
-            lp = self.prior.log_prob(z)
-            (g_lp,) = torch.autograd.grad(lp.sum(), z)
-            ll = call_log_likelihood(self.log_likelihood, self.x, z)
-            (g_ll,) = torch.autograd.grad(ll.sum(), z)
-        z = z.detach()
-        target, g_target = (lp + ll).detach(), g_lp + g_ll
-        if self.initial is None:
-            return _Point(z, target, lp.detach(), g_target, g_lp)
-        mean, std = self.initial
-        u = (z - mean) / std
-        base = (-0.5 * u.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
-        return _Point(z, target, base, g_target, -u / std)
+            lp = self.prior.log_prob(z).sum()
+            ll = call_log_likelihood(self.log_likelihood, self.x, z).sum()
+            if self.initial is None:  # π_β ∝ p(z) p(x|z)^β
+                (g,) = torch.autograd.grad(lp + beta * ll, z)
+                return g
+            (g,) = torch.autograd.grad(beta * (lp + ll), z)
+        return torch.addcmul(g, self.initial[0] - z.detach(), self.inv_var, value=1.0 - beta)
 
 
 def _ais_batch(path: _Path, chains: int, betas: list[float], leapfrog_steps: int, step_size: float,
@@ -192,11 +215,11 @@ def _ais_batch(path: _Path, chains: int, betas: list[float], leapfrog_steps: int
     """Log-weights (C, B) of AIS for one batch."""
     point = path.evaluate(path.sample_initial(chains))
     b = path.x.shape[0]
-    log_w = torch.zeros_like(point.target)
+    log_w = torch.zeros_like(point.delta)
     eps = torch.full((b, 1), step_size, device=path.x.device, dtype=path.x.dtype)
     for t in range(1, len(betas)):
         # The weight update uses the state that was invariant for π_{t−1}, before moving it.
-        log_w = log_w + (betas[t] - betas[t - 1]) * (point.target - point.base)
+        log_w.add_(point.delta, alpha=betas[t] - betas[t - 1])
         if t < len(betas) - 1:  # the last transition would not change any weight
             point, accept_prob = _hmc_transition(path, point, betas[t], eps, leapfrog_steps)
             # Multiplicative Robbins-Monro step toward the target rate, from the chains' mean
@@ -214,12 +237,15 @@ def _hmc_transition(path: _Path, point: _Point, beta: float, eps: torch.Tensor,
     # resonances of fixed-length trajectories on near-Gaussian targets (Neal 2011, Sec. 5.4.2).
     u = torch.rand(point.z.shape[:-1] + (1,), device=eps.device, dtype=eps.dtype)
     eps = eps * (1.0 + _JITTER * (2.0 * u - 1.0))  # (C, B, 1): one draw per chain
+    half = 0.5 * eps
     momentum = torch.randn_like(point.z)
-    p = momentum + 0.5 * eps * point.grad(beta)
-    new = point
-    for i in range(leapfrog_steps):
-        new = path.evaluate(new.z + eps * p)
-        p = p + (eps if i < leapfrog_steps - 1 else 0.5 * eps) * new.grad(beta)
+    p = torch.addcmul(momentum, half, point.grad(beta))
+    z = point.z
+    for _ in range(leapfrog_steps - 1):
+        z = torch.addcmul(z, eps, p)
+        p = torch.addcmul(p, eps, path.grad(z, beta))
+    new = path.evaluate(torch.addcmul(z, eps, p))  # the end point: log-densities too
+    p = torch.addcmul(p, half, new.grad(beta))
     log_ratio = (new.log_density(beta) - 0.5 * p.pow(2).sum(-1)
                  - point.log_density(beta) + 0.5 * momentum.pow(2).sum(-1))
     # Diverged trajectories (NaN energies, e.g. inf − inf) are rejected.
