@@ -117,11 +117,10 @@ class ImplicitVAEModule(L.LightningModule):
             self._window.setdefault(key, []).append(value)
         t = self.cfg.train
         if t.progress_bar and (step % t.log_every == 0 or step == t.max_steps):
-            # The bar refreshes every log_every steps; a log_dict on every step would cost more
-            # than the guards. It shows the averages of the window being logged.
-            shown = {"loss": "loss", self.divergence_key: self.divergence_key}
-            shown.update({"acc": "critic_accuracy"} if "critic_accuracy" in stats else {})
-            bar = {k: sum(self._window[v]) / len(self._window[v]) for k, v in shown.items()}
+            # Only as often as the bar refreshes (a log_dict costs more than the guards), with the
+            # averages of the window about to be logged.
+            keys = {"loss": "loss", "acc": "critic_accuracy", self.divergence_key: None}
+            bar = {k: sum(w) / len(w) for k, v in keys.items() if (w := self._window.get(v or k))}
             self.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def _update(self, x: torch.Tensor, step: int) -> dict[str, float] | None:
@@ -163,7 +162,7 @@ class ImplicitVAEModule(L.LightningModule):
         try:
             if self.world.ddp:  # Lightning's backward prepares DDP's gradient all-reduce
                 self.manual_backward(loss)
-            else:  # one process needs none of its hooks and profiling (~1 % of a step)
+            else:  # one process needs none of its hooks and profiling
                 loss.backward()
         except RuntimeError as err:  # detect_anomaly's report, turned into the guard's one line
             if guards.ANOMALY_MARK not in str(err):
@@ -184,9 +183,8 @@ class ImplicitVAEModule(L.LightningModule):
         return None
 
     def _check_weights(self, step: int, player: str) -> None:
-        if self._players[player].weights_finite():
-            return
-        bad = guards.first_nonfinite_weight(self._players[player].named)
+        weights = self._players[player]  # one fused check; names are looked up only on failure
+        bad = None if weights.weights_finite() else guards.first_nonfinite_weight(weights.named)
         if bad is not None:  # the update is applied already: no batch can be skipped any more
             detail = f"after the {player} update, from finite gradients; no checkpoint was written"
             name, value = f"weight {bad[0]}", bad[1]

@@ -1,0 +1,326 @@
+"""How much slower than bare PyTorch are our trainer and our AIS? Every figure is a ratio a / b.
+
+a and b run in one process, interleaved (A, B, A, B, …) at the finest grain that keeps them apart, so
+the load of a shared machine falls on both; each figure is the median ratio of ``--pairs`` pairs.
+
+(a) ``train_step``: one AVB-AC training step (default digits config) inside ``implicit_vae.train.fit``
+    against a bare PyTorch loop over the same nets, optimizers, batch stream and critic steps. A
+    Lightning callback runs one bare step at each ``on_train_batch_start`` and times it apart; fit's
+    step is the rest of the time to the next batch start (training step, guards, hooks, logging, the
+    next batch's fetch). The last step (validation, checkpoint) is left out; the whole ``fit`` per step
+    (start-up, validation, checkpoint, test evaluation, plots) is reported for scale. A pair is a fit.
+(b) ``ais_floor``: ``ais_log_likelihood`` (digits-sized decoder) against its floor, the same number of
+    decoder forward+backward passes (``autograd.grad`` of log p(x|z) w.r.t. z) on the same shapes: the
+    log-likelihood handed to AIS runs one floor pass, timed apart, before each of its own. A pair is an
+    AIS run. For scale: AIS called once per example against batched AIS, per example.
+(c) ``ais_memory``: peak RSS during AIS (``batch_size`` 128) in fresh processes, on 1,000 against 250
+    examples (Linux: VmHWM, reset just before AIS); it must stay flat. For scale, and to show that
+    the check sees growth: the same with all examples in one batch.
+
+    python benchmarks/speed.py               # the full run (~15 min on one core)
+    python benchmarks/speed.py --quick       # a smoke run
+
+Writes benchmarks/results/speed.json (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from implicit_vae.config import load_config
+from implicit_vae.data import load_dataset
+from implicit_vae.evaluate import ais_log_likelihood
+from implicit_vae.evaluate.run import ais_initial
+from implicit_vae.factory import build_model
+from implicit_vae.runs import write_json
+from implicit_vae.stream import BatchStream
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GOALS = {"train_step": 1.10, "ais_floor": 1.25, "ais_memory": 1.05}
+# train: steps per fit; ais: examples x steps (naive: examples of the per-example loop); memory:
+# numbers of examples x steps.
+FULL = dict(train=200, ais=128, ais_steps=100, naive=4, memory=[250, 500, 1000], memory_steps=20)
+QUICK = dict(train=20, ais=16, ais_steps=5, naive=2, memory=[40, 80], memory_steps=2)
+CHAINS, LEAPFROG, AIS_BATCH = 8, 10, 128
+
+
+def figure(a: list[float], b: list[float], goal: float | None, timed: str, **extra) -> dict:
+    """The pairs (a_i, b_i), their ratios, the median ratio, its goal (None: for scale) and verdict."""
+    ratios = [x / y for x, y in zip(a, b)]
+    median = statistics.median(ratios)
+    verdict = None if goal is None else median <= goal
+    out = {"median_ratio": median, "goal": goal, "pass": verdict, "timed": timed, "ratios": ratios}
+    return {**out, "pairs": [{"a": x, "b": y} for x, y in zip(a, b)], **extra}
+
+
+# --- (a) one training step: fit against a bare loop ---------------------------------------------
+class BareLoop:
+    """The same training without our trainer: the model (``build_model``), Adam optimizers, batch
+    stream and critic steps of ``cfg``, with no guards, logging or hooks."""
+
+    def __init__(self, cfg):
+        t = self.t = cfg.train
+        data = load_dataset(cfg.data, t.seed)
+        self.model = build_model(cfg, data.data_dim).train()
+        self.stream = BatchStream(data.train, t.batch_size, t.seed, data.dynamic_binarize)
+        betas = (t.beta1, t.beta2)
+        self.opt = torch.optim.Adam(self.model.model_parameters(), lr=t.lr, betas=betas)
+        critic = self.model.critic_parameters()
+        self.critic = torch.optim.Adam(critic, lr=t.critic_lr, betas=betas)
+
+    def step(self, k: int) -> None:
+        x, t, model = self.stream[k], self.t, self.model
+        for _ in range(t.critic_steps):
+            self.critic.zero_grad(set_to_none=True)
+            model.critic_loss(x, t.n_samples).loss.backward()
+            self.critic.step()
+        self.opt.zero_grad(set_to_none=True)
+        model(x, t.n_samples).loss.backward()
+        self.opt.step()
+
+
+def time_fit(steps: int, threads: int, run_dir: Path) -> dict[str, float]:
+    """Seconds of fit's steps 1…N−1 and of the bare steps run between them (see the module's
+    docstring), and of the whole ``fit`` (bare steps left out), its start-up and its tail."""
+    import lightning as L
+
+    from implicit_vae import train as train_module
+
+    sets = f"max_steps={steps} threads={threads} progress_bar=false run_dir={run_dir}"
+    cfg = load_config(overrides=[f"train.{s}" for s in sets.split()])
+    bare, t = BareLoop(cfg), {"fit": 0.0, "bare": 0.0}
+
+    class Interleave(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            now = time.perf_counter()
+            if batch_idx:
+                t["fit"] += now - t["end"]
+            else:
+                t["first"] = now
+            if batch_idx < steps - 1:
+                bare.step(batch_idx)
+                t["bare"] += time.perf_counter() - now
+            t["end"] = time.perf_counter()
+
+    make = train_module._trainer
+
+    def interleaved(*args, **kwargs):
+        trainer = make(*args, **kwargs)
+        trainer.callbacks.append(Interleave())  # called before the module's own hooks
+        return trainer
+
+    train_module._trainer = interleaved
+    try:
+        start = time.perf_counter()
+        train_module.fit(cfg)
+        whole = time.perf_counter() - start - t["bare"]
+    finally:
+        train_module._trainer = make
+    startup, tail = t["first"] - start, time.perf_counter() - t["end"]
+    return {"steps": t["fit"], "bare": t["bare"], "whole": whole, "startup": startup, "tail": tail}
+
+
+def train_step_figure(steps: int, pairs: int, threads: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="speed_") as tmp:
+        fits = [time_fit(steps, threads, Path(tmp) / str(i)) for i in range(pairs)]
+    bare = [f["bare"] / (steps - 1) for f in fits]
+    what = f"seconds: the whole fit() of {steps} steps / {steps} (a) vs a bare step (b); for scale"
+    extra = {"startup_s": [f["startup"] for f in fits], "tail_s": [f["tail"] for f in fits]}
+    whole = figure([f["whole"] / steps for f in fits], bare, None, what, **extra)
+    what = (
+        f"seconds per AVB-AC step (default digits config, {steps - 1} steps a pair) in "
+        "implicit_vae.train.fit (a) vs a bare loop, one step run before each fit step (b)"
+    )
+    fit_steps = [f["steps"] / (steps - 1) for f in fits]
+    return figure(fit_steps, bare, GOALS["train_step"], what, steps=steps, whole_fit=whole)
+
+
+# --- (b) AIS against its floor ------------------------------------------------------------------
+def ais_setup(examples: int, seed: int = 0):
+    """An untrained default-config model (eval mode), ``examples`` binary digits (tiled) and AIS's
+    start, q(z|x)'s moments (as ``implicit-vae evaluate`` uses for this model)."""
+    torch.manual_seed(seed)
+    cfg = load_config()
+    data = load_dataset(cfg.data, seed)
+    model = build_model(cfg, data.data_dim).eval()
+    x = torch.bernoulli(data.train, generator=torch.Generator().manual_seed(seed))
+    x = x.repeat(-(-examples // x.shape[0]), 1)[:examples]
+    return model, x, ais_initial(model, x, seed)
+
+
+def run_ais(model, x, initial, steps: int, log_likelihood=None, batch_size=AIS_BATCH) -> None:
+    kw = {"chains": CHAINS, "leapfrog_steps": LEAPFROG, "batch_size": batch_size}
+    fn = log_likelihood or model.log_likelihood
+    ais_log_likelihood(fn, model.prior, x, steps=steps, initial=initial, **kw)
+
+
+def decoder_passes(examples: int, steps: int) -> list[int]:
+    """Batch sizes of the decoder forward+backward passes AIS makes: per batch, one at the start and
+    ``leapfrog`` per transition (``steps − 1`` transitions; the last β needs none)."""
+    sizes = [min(AIS_BATCH, examples - s) for s in range(0, examples, AIS_BATCH)]
+    return [b for b in sizes for _ in range(1 + (steps - 1) * LEAPFROG)]
+
+
+class WithFloor:
+    """``model.log_likelihood`` that first makes one floor pass on the same shapes, timed apart."""
+
+    def __init__(self, model):
+        self.model, self.seconds, self.passes = model, 0.0, []
+
+    def __call__(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        with torch.enable_grad():
+            leaf = z.detach().requires_grad_(True)
+            torch.autograd.grad(self.model.log_likelihood(x, leaf).sum(), leaf)
+        self.seconds += time.perf_counter() - start
+        self.passes.append(z.shape[1])
+        return self.model.log_likelihood(x, z)
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def per_example(model, x, initial, steps: int) -> None:
+    for i in range(x.shape[0]):
+        run_ais(model, x[i : i + 1], (initial[0][i : i + 1], initial[1][i : i + 1]), steps)
+
+
+def ais_floor_figure(examples: int, steps: int, naive_examples: int, pairs: int) -> dict:
+    model, x, initial = ais_setup(examples)
+    passes = decoder_passes(examples, steps)
+    ais, floor = [], []
+    for _ in range(pairs):
+        wrapped = WithFloor(model)
+        total = timed(run_ais, model, x, initial, steps, wrapped)
+        if wrapped.passes != passes:
+            raise RuntimeError(f"AIS made {len(wrapped.passes)} passes, expected {len(passes)}")
+        ais.append(total - wrapped.seconds)
+        floor.append(wrapped.seconds)
+    naive, batched = [], []
+    few = (x[:naive_examples], tuple(t[:naive_examples] for t in initial))
+    for _ in range(pairs):
+        naive.append(timed(per_example, model, *few, steps) / naive_examples)
+        batched.append(timed(run_ais, model, x, initial, steps) / examples)
+    what = f"seconds per example: AIS on 1 example at a time (a) vs on {examples} (b); for scale"
+    scale = figure(naive, batched, None, what)
+    what = (
+        f"seconds: AIS on {examples} examples x {CHAINS} chains x {steps} steps x {LEAPFROG} "
+        f"leapfrog (a) vs its {len(passes)} decoder forward+backward passes alone (b)"
+    )
+    extra = {"decoder_passes": len(passes), "per_example_loop": scale}
+    return figure(ais, floor, GOALS["ais_floor"], what, **extra)
+
+
+# --- (c) AIS peak memory --------------------------------------------------------------------------
+def _memory() -> dict[str, float]:
+    status = Path("/proc/self/status").read_text()
+    return {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) / 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def memory_child(examples: int, steps: int, batch_size: int = AIS_BATCH) -> dict[str, float]:
+    """RSS (MiB) of this process before AIS on ``examples`` examples and its peak during AIS: the
+    peak (VmHWM) is reset to the current RSS first, so nothing done before AIS can hide its use."""
+    model, x, initial = ais_setup(examples)
+    run_ais(model, x[:AIS_BATCH], tuple(t[:AIS_BATCH] for t in initial), 2)  # warm-up
+    Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: peak RSS := current RSS
+    start = _memory()["VmRSS"]
+    run_ais(model, x, initial, steps, batch_size=batch_size)
+    peak = _memory()["VmHWM"]
+    return {"start_mib": start, "peak_mib": peak, "growth_mib": peak - start}
+
+
+def _spawn(examples: int, steps: int, threads: int, batch: int = AIS_BATCH) -> dict[str, float]:
+    args = f"--memory-child {examples} --memory-steps {steps} --threads {threads} --batch {batch}"
+    cmd = [sys.executable, __file__, *args.split()]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def ais_memory_figure(sizes: list[int], steps: int, pairs: int, threads: int) -> dict:
+    runs: dict[int, list[dict]] = {n: [] for n in sizes}
+    one: dict[int, list[float]] = {n: [] for n in (sizes[0], sizes[-1])}
+    for _ in range(pairs):  # interleaved: small, …, large, small, …
+        for n in sizes:
+            runs[n].append(_spawn(n, steps, threads))
+        for n in one:  # the check can see growth: AIS in one batch of all examples
+            one[n].append(_spawn(n, steps, threads, batch=n)["peak_mib"])
+    keys = runs[sizes[0]][0]
+    med = {k: {n: statistics.median(r[k] for r in runs[n]) for n in sizes} for k in keys}
+    peak = {n: [r["peak_mib"] for r in runs[n]] for n in sizes}
+    what = "the same with batch_size = the number of examples; for scale (it must grow)"
+    scale = figure(one[sizes[-1]], one[sizes[0]], None, what)
+    what = f"peak RSS (MiB) in AIS, {steps} steps, on {sizes[-1]} examples (a) vs {sizes[0]} (b)"
+    extra = {"sizes": sizes, **med, "one_batch": scale}
+    return figure(peak[sizes[-1]], peak[sizes[0]], GOALS["ais_memory"], what, **extra)
+
+
+# --- command line ---------------------------------------------------------------------------------
+def table(figures: dict[str, dict]) -> str:
+    rows = [f"{'figure':28s} {'median':>7s}  goal  pass   ratios of the pairs"]
+    for name, f in figures.items():
+        subs = [(f"{name}.{k}", v) for k, v in f.items() if isinstance(v, dict) and "ratios" in v]
+        for label, g in [(name, f), *subs]:
+            ratios = ", ".join(f"{r:.3f}" for r in g["ratios"])
+            goal, verdict = ("-" if g[k] is None else str(g[k]) for k in ("goal", "pass"))
+            rows.append(f"{label:28s} {g['median_ratio']:7.3f}  {goal:4s}  {verdict:5s}  {ratios}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--pairs", type=int, default=5, help="interleaved pairs per figure (>= 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=RESULTS / "speed.json")
+    before = "a speed.json of the code before a change, whose ratios are copied in as 'before'"
+    parser.add_argument("--before", type=Path, help=before)
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-steps", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=AIS_BATCH, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_child is not None:
+        print(json.dumps(memory_child(args.memory_child, args.memory_steps, args.batch)))
+        return 0
+    sizes = QUICK if args.quick else FULL
+    quick = " --quick" if args.quick else ""
+    command = f"python benchmarks/speed.py{quick} --pairs {args.pairs} --threads {args.threads}"
+    load = os.getloadavg()[0]
+    pairs, threads = max(1, args.pairs), args.threads
+    figures = {
+        "train_step": train_step_figure(sizes["train"], pairs, threads),
+        "ais_floor": ais_floor_figure(sizes["ais"], sizes["ais_steps"], sizes["naive"], pairs),
+        "ais_memory": ais_memory_figure(sizes["memory"], sizes["memory_steps"], pairs, threads),
+    }
+    for f in figures.values():
+        f["command"] = command
+    print(table(figures))
+    machine = dict(torch=torch.__version__, python=platform.python_version(), cpus=os.cpu_count())
+    report = {"benchmark": "speed", "command": command, "quick": args.quick, "sizes": sizes}
+    report.update(machine=machine, load_average_at_start=load, figures=figures)
+    if args.before is not None:
+        old = json.loads(args.before.read_text())
+        report["before"] = {k: v["median_ratio"] for k, v in old["figures"].items()}
+        report["before_command"] = old.get("command")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""benchmarks/speed.py on tiny sizes: every figure is written with its pairs, ratio, goal and verdict;
+and the fused guard check that made training steps cheap is still exact.
+
+The speed goals themselves are not asserted here: timings on a shared test machine are too noisy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+TINY = dict(train=3, ais=6, ais_steps=2, naive=1, memory=[4, 8], memory_steps=1)
+FIGURE_KEYS = {"median_ratio", "goal", "pass", "timed", "ratios", "pairs", "command"}
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _check_figure(figure: dict, pairs: int, scored: bool) -> None:
+    assert FIGURE_KEYS - {"command"} <= set(figure)
+    assert len(figure["ratios"]) == len(figure["pairs"]) == pairs
+    for pair, ratio in zip(figure["pairs"], figure["ratios"]):
+        assert pair["a"] > 0 and pair["b"] > 0
+        assert ratio == pytest.approx(pair["a"] / pair["b"])
+    assert math.isfinite(figure["median_ratio"]) and figure["timed"]
+    if scored:
+        assert figure["goal"] > 1 and figure["pass"] == (figure["median_ratio"] <= figure["goal"])
+    else:
+        assert figure["goal"] is None and figure["pass"] is None
+
+
+def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(speed, "QUICK", TINY)
+    before = tmp_path / "before.json"
+    before.write_text(json.dumps({"command": "old", "figures": {"ais_floor": {"median_ratio": 2}}}))
+    out = tmp_path / "results" / "speed.json"
+    args = ["--quick", "--pairs", "1", "--out", str(out), "--before", str(before)]
+    assert speed.main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "speed" and report["quick"] is True
+    assert report["command"] == "python benchmarks/speed.py --quick --pairs 1 --threads 1"
+    assert report["sizes"] == TINY and report["machine"]["torch"]
+    assert report["before"] == {"ais_floor": 2} and report["before_command"] == "old"
+    figures = report["figures"]
+    assert set(figures) == {"train_step", "ais_floor", "ais_memory"}
+    for name, figure in figures.items():
+        assert set(figure) >= FIGURE_KEYS and figure["command"] == report["command"]
+        _check_figure(figure, 1, scored=True)
+        assert figure["goal"] == speed.GOALS[name]
+    _check_figure(figures["train_step"]["whole_fit"], 1, scored=False)
+    _check_figure(figures["ais_floor"]["per_example_loop"], 1, scored=False)
+    assert figures["ais_floor"]["decoder_passes"] == 1 + (2 - 1) * speed.LEAPFROG
+    memory = figures["ais_memory"]
+    assert set(memory["peak_mib"]) == set(memory["growth_mib"]) == {"4", "8"}
+    assert all(memory["growth_mib"][n] >= 0 for n in ("4", "8"))
+    _check_figure(memory["one_batch"], 1, scored=False)
+    table = capsys.readouterr().out
+    assert all(name in table for name in figures) and f"wrote {out}" in table
+    assert not list(out.parent.glob(".*.tmp"))  # written atomically
+
+
+def test_decoder_passes_count_every_batch():
+    spec = importlib.util.spec_from_file_location("speed_passes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    passes = module.decoder_passes(300, 3)  # batches of 128, 128, 44; 1 + 2 * 10 passes each
+    assert len(passes) == 3 * 21 and set(passes) == {128, 44}
+
+
+def test_the_fused_guard_check_is_exact():
+    """The per-update guard is one fused norm; huge finite values, whose squares overflow, must not
+    read as non-finite, and a NaN anywhere must read as NaN."""
+    import torch
+
+    from implicit_vae.guards import Player, nonfinite_value
+
+    ok, huge = torch.ones(3), torch.full((4,), 1e30)
+    assert nonfinite_value([]) is None and nonfinite_value([ok, huge]) is None
+    assert math.isnan(nonfinite_value([ok, torch.tensor([1.0, math.inf, math.nan])]))
+    assert nonfinite_value([ok, torch.tensor([-math.inf])]) == math.inf
+    layer = torch.nn.Linear(2, 2)
+    player = Player(layer.named_parameters())
+    assert player.weights_finite() and player.nonfinite_gradient() is None  # no gradients yet
+    layer(torch.ones(1, 2)).sum().backward()
+    assert player.nonfinite_gradient() is None
+    layer.bias.grad[0] = math.nan
+    assert math.isnan(player.nonfinite_gradient())
+    with torch.no_grad():
+        layer.weight[0, 0] = -math.inf
+    assert not player.weights_finite()
