@@ -34,15 +34,11 @@ from implicit_vae.posteriors import POSTERIORS
 from implicit_vae.priors import StandardNormal
 from implicit_vae.runs import load_run
 from implicit_vae.train import fit
+from tiny_runs import TINY_NETWORKS
 
 # Every train command carries these, so a case that wrongly succeeded would still be quick.
 SMALL = [
-    "train.progress_bar=false",
-    "model.hidden=[32]",
-    "divergence.critic_width=32",
-    "divergence.critic_blocks=1",
-    "model.n_basis=2",
-    "train.batch_size=32",
+    *TINY_NETWORKS,
     "train.max_steps=3",
 ]
 MNIST = (

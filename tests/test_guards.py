@@ -29,14 +29,10 @@ from implicit_vae.likelihoods import Likelihood
 from implicit_vae.model import ImplicitVAE
 from implicit_vae.stream import BatchStream
 from implicit_vae.train import fit
+from tiny_runs import TINY_NETWORKS
 
 SMALL = [
-    "train.progress_bar=false",
-    "model.hidden=[32]",
-    "divergence.critic_width=32",
-    "divergence.critic_blocks=1",
-    "model.n_basis=2",
-    "train.batch_size=32",
+    *TINY_NETWORKS,
     "train.val_every=1000",
     "train.checkpoint_every=4",
     "train.log_every=2",

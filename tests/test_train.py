@@ -13,15 +13,11 @@ from implicit_vae.cli import main
 from implicit_vae.config import ConfigError, load_config
 from implicit_vae.stream import BatchStream
 from implicit_vae.train import fit, new_run_dir
+from tiny_runs import TINY_NETWORKS
 
 # A small network keeps each run to a few seconds while exercising every code path.
 SMALL = [
-    "train.progress_bar=false",
-    "model.hidden=[32]",
-    "divergence.critic_width=32",
-    "divergence.critic_blocks=1",
-    "model.n_basis=2",
-    "train.batch_size=32",
+    *TINY_NETWORKS,
     "train.val_every=7",
     "train.checkpoint_every=10",
     "train.log_every=5",
