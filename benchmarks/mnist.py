@@ -38,6 +38,7 @@ import argparse
 import csv
 import hashlib
 import inspect
+import json
 import math
 import shlex
 import shutil
@@ -248,6 +249,36 @@ def _evaluate_options(args: argparse.Namespace) -> dict:
     return wanted
 
 
+def _comparable(cfg) -> dict:
+    """The config without the keys that do not change what is trained."""
+    values = cfg.to_dict()
+    for key in ("run_dir", "progress_bar"):
+        values["train"].pop(key, None)
+    return values
+
+
+def _finished_run(run_dir: Path, cfg) -> tuple[Path | None, dict | None]:
+    """(run_dir, its summary) if ``run_dir`` holds a finished run of exactly ``cfg``, else (None,
+    None); a finished run of another config is an error, so it is never evaluated by mistake."""
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return None, None
+    saved, _, _ = load_run(run_dir, with_data=False)
+    want, have = _comparable(cfg), _comparable(saved)
+    if want != have:
+        differing = sorted(
+            f"{section}.{key}"
+            for section in want
+            for key in set(want[section]) | set(have.get(section, {}))
+            if want[section].get(key) != have.get(section, {}).get(key)
+        )
+        raise BenchmarkError(
+            f"--reuse-runs: {run_dir} was trained with other settings ({', '.join(differing)}); "
+            "expected the same config, or drop --reuse-runs"
+        )
+    return run_dir, json.loads(summary_path.read_text())
+
+
 def run_model(
     name: str, args: argparse.Namespace, t10k_dir: Path, x_test: torch.Tensor, workdir: Path
 ) -> dict:
@@ -263,9 +294,15 @@ def run_model(
         overrides.append(f"train.max_steps={args.steps}")
     overrides += args.set
     cfg = load_config(CONFIGS / MODELS[name], overrides)
-    start = time.perf_counter()
-    run_dir, summary = fit(cfg)
-    train_time = time.perf_counter() - start
+    run_dir, summary = _finished_run(workdir / name, cfg) if args.reuse_runs else (None, None)
+    reused = run_dir is not None
+    if not reused:
+        start = time.perf_counter()
+        run_dir, summary = fit(cfg)
+        train_time = time.perf_counter() - start
+    else:
+        print(f"{name}: reusing the finished training run in {run_dir}", flush=True)
+        train_time = summary["wall_time_s"]
     _, model, _ = load_run(run_dir, checkpoint=args.checkpoint, with_data=False)
     model.eval()
     x = x_test.float()
@@ -313,6 +350,7 @@ def run_model(
         "posterior": cfg.model.posterior,
         "divergence": cfg.divergence.name,
         "steps": summary["steps"],
+        "training": "reused a finished run (--reuse-runs)" if reused else "trained in this run",
         "checkpoint": args.checkpoint,
         "log_px_ais": numbers.get("log_px_ais"),
         "log_px_ais_stderr": numbers.get("log_px_ais_stderr"),
@@ -486,8 +524,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="keep the run directories here (default: a temporary directory)",
     )
+    parser.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="with --workdir: evaluate a model's finished run there instead of training it again "
+        "(its config must match exactly)",
+    )
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     args = parser.parse_args(argv)
+    if args.reuse_runs and args.workdir is None:
+        parser.error("--reuse-runs needs --workdir (the directory that holds the finished runs)")
     for key in (
         "steps",
         "threads",

@@ -130,3 +130,22 @@ def test_smoke_run_writes_json_table_and_figures(bench, tmp_path, capsys):
     assert table.count("\n| ") >= 4 and "AVB-AC − VAE" in table
     assert "| avb_ac |" in capsys.readouterr().out
     assert (out / "mnist_test_binarized.pt").is_file()
+
+
+@needs_mnist
+def test_reuse_runs_evaluates_the_finished_run_and_refuses_another_config(bench, tmp_path, capsys):
+    """--reuse-runs evaluates the run left in --workdir (same numbers, no new run directory); a run
+    trained with other settings is refused with one line, never evaluated by mistake."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = [*TINY, "--models", "vae", "--data-dir", str(DATA_DIR), "--workdir", str(work)]
+    assert bench.main([*args, "--out", str(out / "a")]) == 0
+    assert bench.main([*args, "--out", str(out / "b"), "--reuse-runs"]) == 0
+    first, again = (json.loads((out / k / "mnist.json").read_text()) for k in ("a", "b"))
+    assert again["models"]["vae"]["training"].startswith("reused")
+    assert again["models"]["vae"]["log_px_ais"] == first["models"]["vae"]["log_px_ais"]
+    assert not any(p.name.startswith("vae-") for p in work.iterdir())  # nothing trained again
+    capsys.readouterr()
+    code = bench.main([*args, "--out", str(out / "c"), "--reuse-runs", "--steps", "11"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--reuse-runs" in err and "train.max_steps" in err and err.count("\n") == 1
