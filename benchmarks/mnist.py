@@ -395,8 +395,16 @@ def markdown_table(
     compared: dict | None = None,
 ) -> str:
     """The README table: one row per model, every number labelled as bound or estimate."""
+    commands: dict[str, list[str]] = {}
+    for name, r in models.items():
+        commands.setdefault(r.get("command", command), []).append(name)
+    source = (
+        f"`{command}`"
+        if set(commands) <= {command}
+        else "; ".join(f"{', '.join(names)}: `{cmd}`" for cmd, names in commands.items())
+    )
     lines = [
-        f"MNIST, 8-D latent, {n_test} binarised test images (t10k[9000:10000]); `{command}`",
+        f"MNIST, 8-D latent, {n_test} binarised test images (t10k[9000:10000]); {source}",
         "",
         "| model | AIS log p(x) ± s.e. | IS log p(x) | ELBO | reconstruction error | KL "
         "| critic acc. | ELBO − AIS | steps | train | eval |",
@@ -554,25 +562,49 @@ def reproducing_command(argv: list[str]) -> str:
     return shlex.join(["python", "benchmarks/mnist.py", *argv])
 
 
+def _earlier_models(path: Path, evaluation: dict, data_info: dict, skip: list[str]) -> dict:
+    """Models in an earlier ``mnist.json`` at ``path`` that this run does not redo, kept only if
+    they were evaluated on the same test tensor with the same settings (so rows stay comparable);
+    each keeps its own ``command``."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    same = (
+        earlier.get("evaluation") == evaluation
+        and earlier.get("data", {}).get("test_tensor_sha256") == data_info["test_tensor_sha256"]
+        and earlier.get("data", {}).get("test_examples_evaluated")
+        == data_info["test_examples_evaluated"]
+    )
+    models = earlier.get("models", {}) if same else {}
+    return {k: v for k, v in models.items() if k not in skip and k in MODELS}
+
+
 def write_report(args, command: str, data_info: dict, results: dict, n_test: int) -> str:
-    """Write mnist.json and mnist.md for the models finished so far; returns the table."""
+    """Write mnist.json and mnist.md for the models finished so far, keeping the other models of
+    an earlier report in ``--out`` that match (see :func:`_earlier_models`); returns the table."""
+    evaluation = {
+        "ais_chains": args.ais_chains,
+        "ais_steps": args.ais_steps,
+        "ais_leapfrog_steps": args.ais_leapfrog or "library default",
+        "is_samples": args.is_samples,
+        "checkpoint": args.checkpoint,
+        "stderr": "Monte Carlo s.e. over AIS chains / IS samples; the test set is fixed",
+    }
+    for r in results.values():
+        r.setdefault("command", command)
+    kept = _earlier_models(args.out / "mnist.json", evaluation, data_info, args.models)
+    results = {k: ({**kept, **results}[k]) for k in MODELS if k in kept or k in results}
     compared = comparison(results)
     table = markdown_table(results, command, n_test, args.is_samples, compared)
     report = {
         "benchmark": "mnist",
         "command": command,
-        "complete": set(results) == set(args.models),
+        "complete": set(results) == set(MODELS),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "data": data_info,
-        "evaluation": {
-            "ais_chains": args.ais_chains,
-            "ais_steps": args.ais_steps,
-            "ais_leapfrog_steps": args.ais_leapfrog or "library default",
-            "is_samples": args.is_samples,
-            "checkpoint": args.checkpoint,
-            "stderr": "Monte Carlo s.e. over AIS chains / IS samples; the test set is fixed",
-        },
+        "evaluation": evaluation,
         "comparison": compared,
         "paper": PAPER,
         "models": results,

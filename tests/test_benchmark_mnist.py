@@ -149,3 +149,20 @@ def test_reuse_runs_evaluates_the_finished_run_and_refuses_another_config(bench,
     assert code == 2
     err = capsys.readouterr().err
     assert "--reuse-runs" in err and "train.max_steps" in err and err.count("\n") == 1
+
+
+@needs_mnist
+def test_a_later_run_of_one_model_keeps_the_others_rows(bench, tmp_path):
+    """Rerunning one model into the same --out replaces its row and keeps the other models' rows,
+    each with the command that produced it; other evaluation settings start a fresh report."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = [*TINY, "--data-dir", str(DATA_DIR), "--workdir", str(work), "--out", str(out)]
+    assert bench.main([*args, "--models", "vae", "avb_ac"]) == 0
+    assert bench.main([*args, "--models", "avb_ac", "--seed", "1"]) == 0
+    report = json.loads((out / "mnist.json").read_text())
+    assert list(report["models"]) == ["vae", "avb_ac"] and not report["complete"]
+    assert "--seed" not in report["models"]["vae"]["command"]
+    assert "--seed 1" in report["models"]["avb_ac"]["command"]
+    assert "vae: `python benchmarks/mnist.py" in (out / "mnist.md").read_text()
+    assert bench.main([*args, "--models", "avb", "--ais-steps", "6"]) == 0
+    assert list(json.loads((out / "mnist.json").read_text())["models"]) == ["avb"]
