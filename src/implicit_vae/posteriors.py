@@ -26,19 +26,29 @@ class PosteriorSample:
         mean: E[z|x], shape (B, D), or None when the posterior cannot give it.
         var: Var[z|x] (diagonal), shape (B, D), or None.
         log_prob: log q(z|x) of each sample, shape (n, B), or None for implicit posteriors.
+        cov: Cov[z|x], shape (B, D, D), or None where the posterior gives only ``var``.
     """
 
     z: torch.Tensor
     mean: torch.Tensor | None = None
     var: torch.Tensor | None = None
     log_prob: torch.Tensor | None = None
+    cov: torch.Tensor | None = None
+
+    def covariance(self) -> torch.Tensor:
+        """Cov[z|x], shape (B, D, D): ``cov`` where given, else diag(``var``)."""
+        if self.cov is not None:
+            return self.cov
+        if self.var is None:
+            raise ValueError("this posterior sample carries no moments")
+        return torch.diag_embed(self.var)
 
     def detach(self) -> PosteriorSample:
         """A copy cut from the graph (critic updates must not move the posterior)."""
         return PosteriorSample(*(None if t is None else t.detach() for t in self._fields()))
 
     def _fields(self) -> tuple:
-        return (self.z, self.mean, self.var, self.log_prob)
+        return (self.z, self.mean, self.var, self.log_prob, self.cov)
 
 
 class Posterior(nn.Module):
@@ -48,7 +58,8 @@ class Posterior(nn.Module):
       - implement ``_sample(x, n) -> PosteriorSample`` with ``z`` of shape (n, B, D), reparameterised
         (differentiable w.r.t. the parameters) so the KL estimate's gradient reaches the sampler;
       - set ``has_density = True`` only if ``_log_prob(z, x) -> (n, B)`` is implemented and exact;
-      - set ``has_moments = True`` only if the returned sample carries ``mean`` and ``var``.
+      - set ``has_moments = True`` only if the returned sample carries ``mean`` and ``var`` (and, where
+        the posterior can correlate the coordinates of z, the full ``cov``).
     The public methods check shapes; the private ones compute.
     """
 
@@ -170,9 +181,11 @@ class ImplicitPosterior(Posterior):
         with torch.no_grad():
             # Moments are constants to the estimators (stop-gradient, as in AVB's adaptive contrast).
             extra = self._draw(x, max(self.moment_samples, 2))
-            pool = torch.cat([z.detach(), extra], dim=0)
-            mean, var = pool.mean(0), pool.var(0)
-        return PosteriorSample(z=z, mean=mean, var=var)
+            pool = torch.cat([z.detach(), extra], dim=0)  # (m, B, D)
+            mean = pool.mean(0)
+            centred = pool - mean
+            cov = torch.einsum("mbi,mbj->bij", centred, centred) / (pool.shape[0] - 1)
+        return PosteriorSample(z=z, mean=mean, var=torch.diagonal(cov, dim1=1, dim2=2), cov=cov)
 
 
 class NoiseBasisPosterior(Posterior):
@@ -181,6 +194,8 @@ class NoiseBasisPosterior(Posterior):
     Because every v_i depends on noise only, the moments of q(z|x) follow in closed form from the moments
     of the v_i (estimated from the noise draws of the batch):
     E[z|x] = z0 + Σ a_i E[v_i],  Var[z|x] = Σ a_i² Var[v_i].
+    The v_i share no noise, so the full covariance is closed-form too:
+    Cov[z|x] = Σ_i diag(a_i) Cov[v_i] diag(a_i).
     The coefficients a_i(x) = ELU(lin_i(h(x)) − 5) + 1 start small and positive, as in the AVB code.
     Samples are implicit (no density) unless ``n_basis`` v_i are linear in ε, which we do not assume.
 
@@ -225,10 +240,20 @@ class NoiseBasisPosterior(Posterior):
         # The v_i are x-independent, so all n*B draws estimate their moments; at least 2 are needed.
         v_flat = v.reshape(n * b, k, d)
         v_mean = v_flat.mean(0)
-        v_var = v_flat.var(0) if n * b > 1 else torch.ones_like(v_mean)
+        centred = v_flat - v_mean
+        v_cov = (  # Cov[v_i]: (K, D, D)
+            torch.einsum("nki,nkj->kij", centred, centred) / (n * b - 1)
+            if n * b > 1
+            else torch.eye(d, dtype=x.dtype, device=x.device).expand(k, d, d)
+        )
         mean = z0 + (a * v_mean).sum(1)
-        var = (a.pow(2) * v_var).sum(1)
-        return PosteriorSample(z=z, mean=mean.detach(), var=var.detach())
+        cov = torch.einsum("bki,kij,bkj->bij", a, v_cov, a)  # (B, D, D)
+        return PosteriorSample(
+            z=z,
+            mean=mean.detach(),
+            var=torch.diagonal(cov, dim1=1, dim2=2).detach(),
+            cov=cov.detach(),
+        )
 
 
 POSTERIORS = {
