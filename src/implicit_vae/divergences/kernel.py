@@ -21,7 +21,51 @@ from ..priors import Prior
 from .base import DivergenceEstimator
 from .knn import check_samples_per_x, kozachenko_leonenko_entropy, pairwise_sq_dists
 
-BANDWIDTH_RULES = ("scott", "silverman")
+BANDWIDTH_RULES = ("cv", "scott", "silverman")
+CV_SCALE_RANGE = (0.1, 3.0)  # the likelihood-CV search range, in multiples of Scott's bandwidth
+CV_ITERATIONS = 20  # golden-section steps: the bracket shrinks to 0.618²⁰ ≈ 7e-5 of its log-width
+CV_POINTS = 2_000  # held-out points scored per candidate bandwidth (all n remain kernel centres)
+
+
+def _leave_one_out_log_density(sq_units: torch.Tensor, log_scale: torch.Tensor, dim: int):
+    """Leave-one-out log-density in units of the base bandwidth (add −Σ_d log h_d − (D/2) log 2π).
+
+    ``sq_units`` (B, r, n): squared distances in units of the base bandwidth, +inf on the excluded
+    self-pairs; ``log_scale`` (B,): log of the bandwidth multiplier c. Returns (B, r):
+    log (1/(n−1)) Σ_{j≠i} exp(−½ sq_ij / c²) − D log c.
+    """
+    log_k = -0.5 * sq_units * (-2.0 * log_scale).exp().view(-1, 1, 1)
+    average = log_k.logsumexp(-1) - math.log(sq_units.shape[-1] - 1)
+    return average - dim * log_scale.view(-1, 1)
+
+
+@torch.no_grad()
+def likelihood_cv_log_scale(sq_units: torch.Tensor, dim: int) -> torch.Tensor:
+    """log of the bandwidth multiplier c (B,) maximising the mean leave-one-out log-likelihood
+    (1/r) Σ_i log q̂_{−i}(z_i) of the first r ≤ ``CV_POINTS`` samples, by golden-section search on
+    log c over ``CV_SCALE_RANGE`` (the LOO log-likelihood is unimodal in c in practice)."""
+    rows = sq_units[:, :CV_POINTS]
+
+    def score(log_c: torch.Tensor) -> torch.Tensor:
+        return _leave_one_out_log_density(rows, log_c, dim).mean(-1)
+
+    lo = sq_units.new_full(sq_units.shape[:1], math.log(CV_SCALE_RANGE[0]))
+    hi = sq_units.new_full(sq_units.shape[:1], math.log(CV_SCALE_RANGE[1]))
+    golden = (math.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - golden * (hi - lo), lo + golden * (hi - lo)
+    f1, f2 = score(x1), score(x2)
+    for _ in range(CV_ITERATIONS):
+        left = f1 > f2  # the maximum lies in [lo, x2]
+        lo, hi = torch.where(left, lo, x1), torch.where(left, x2, hi)
+        # the surviving inner point keeps its value; the other one is new and scored
+        kept = torch.where(left, f1, f2)
+        x1, x2 = (
+            torch.where(left, hi - golden * (hi - lo), x2),
+            torch.where(left, x1, lo + golden * (hi - lo)),
+        )
+        fresh = score(torch.where(left, x1, x2))
+        f1, f2 = torch.where(left, fresh, kept), torch.where(left, kept, fresh)
+    return 0.5 * (lo + hi)
 
 
 class KernelDensityKL(DivergenceEstimator):
@@ -29,28 +73,45 @@ class KernelDensityKL(DivergenceEstimator):
     leave-one-out Gaussian kernel density estimate over the other n − 1 samples of q(z|x):
     q̂_{−i}(z) = 1/(n−1) Σ_{j≠i} N(z; z_j, diag h²).
 
-    The bandwidth h_d = σ_d · factor (σ_d the per-dimension sample std of q(z|x), held constant
-    for the gradient) follows Scott's rule, factor = n^{−1/(D+4)}, Silverman's, factor =
-    (4 / ((D + 2) n))^{1/(D+4)}, or a fixed float (then h_d = that float). The gradient flows
-    through both the evaluation points and the kernel centres.
+    Bandwidth (held constant for the gradient, which flows through both the evaluation points and
+    the kernel centres): h_d = c · σ_d · n^{−1/(D+4)}, σ_d the per-dimension sample std of q(z|x):
+      - ``"cv"`` (default): c maximises the leave-one-out log-likelihood (1/n) Σ_i log q̂_{−i}(z_i)
+        (likelihood cross-validation, Habbema et al. 1974; Duin 1976), searched per example over
+        c ∈ [0.1, 3]. That is the right criterion for this estimator: the value *is* that mean,
+        both of its errors lower it in expectation — the smoothing bias (E q̂ = q * K_h is wider
+        than q, so E_q[log (q * K_h)] < E_q[log q]) and the Jensen gap of the log of a noisy
+        average — so the bandwidth with the largest value is the one with the smallest total bias.
+        Scott's rule targets the density's mean squared error instead and smooths too much or too
+        little for the entropy (measured: c ≈ 1.2–1.3 on Gaussians, 0.5–0.7 on a 4-component
+        mixture; at D = 8, n = 10⁴ the KL = 1 error went from −24 % to −19 %, the mixture's from
+        −14 % to −7 %). Likelihood CV over-smooths heavy-tailed q (Hall 1987).
+      - ``"scott"``: c = 1 (Scott's rule); ``"silverman"``: c = (4 / (D + 2))^{1/(D+4)};
+      - a positive float: h_d = that float.
 
-    KDE suffers the curse of dimensionality: its error for fixed n grows quickly with D (the
-    smoothing bias over-estimates the entropy, so the KL is under-estimated), and it needs many
-    samples per x (``train.n_samples``, at least 2; dozens in practice).
+    KDE suffers the curse of dimensionality, whatever the bandwidth: both biases above grow
+    quickly with D for fixed n, so the KL is under-estimated (by ≈ 0.2 nats at D = 8, n = 10⁴ for
+    Gaussians, and far more at D = 32), and it needs many samples per x (``train.n_samples``, at
+    least 2; dozens in practice).
 
     Args:
         data_dim: dimension of x (unused: no critic).
         latent_dim: dimension D of z.
-        bandwidth: "scott", "silverman", or a positive float (absolute bandwidth).
+        bandwidth: "cv", "scott", "silverman", or a positive float (absolute bandwidth).
 
     References:
         > D. W. Scott. Multivariate Density Estimation, Wiley 1992, Sec. 6.3.
-        > B. W. Silverman. Density Estimation for Statistics and Data Analysis, 1986, Sec. 4.3.
+        > B. W. Silverman. Density Estimation for Statistics and Data Analysis, 1986, Sec. 3.4.4
+        > (likelihood cross-validation) and 4.3.
+        > J. D. F. Habbema, J. Hermans, K. van den Broek. A stepwise discriminant analysis program
+        > using density estimation, COMPSTAT 1974; R. P. W. Duin. On the choice of smoothing
+        > parameters for Parzen estimators of probability density functions, IEEE Trans. Comput.
+        > C-25(11), 1976.
+        > P. Hall. On Kullback–Leibler loss and density estimation, Ann. Statist. 15(4), 1987.
     """
 
     needs_prior_density = True
 
-    def __init__(self, data_dim: int, latent_dim: int, bandwidth: str | float = "scott"):
+    def __init__(self, data_dim: int, latent_dim: int, bandwidth: str | float = "cv"):
         super().__init__(data_dim, latent_dim)
         if isinstance(bandwidth, str):
             if bandwidth not in BANDWIDTH_RULES:
@@ -63,25 +124,30 @@ class KernelDensityKL(DivergenceEstimator):
         self.bandwidth = bandwidth
         self.min_samples_per_x = 2
 
-    def _bandwidths(self, z: torch.Tensor) -> torch.Tensor:
+    def _base_bandwidths(self, z: torch.Tensor) -> torch.Tensor:
+        """h_d for c = 1 (or the fixed float), shape (B, D); the rule's factor c comes later."""
         n, _, d = z.shape
         if not isinstance(self.bandwidth, str):
             return z.new_full(z.shape[1:], float(self.bandwidth))
-        if self.bandwidth == "scott":
-            factor = n ** (-1.0 / (d + 4))
-        else:
-            factor = (4.0 / ((d + 2) * n)) ** (1.0 / (d + 4))
+        factor = n ** (-1.0 / (d + 4))
+        if self.bandwidth == "silverman":
+            factor *= (4.0 / (d + 2)) ** (1.0 / (d + 4))
         return (z.detach().std(0) * factor).clamp_min(1e-6)  # (B, D)
 
     def log_density(self, z: torch.Tensor) -> torch.Tensor:
         """Leave-one-out KDE log q̂_{−i}(z_i) for each sample of ``z`` (n, B, D); returns (n, B)."""
         n, _, d = z.shape
-        h = self._bandwidths(z)  # (B, D)
+        h = self._base_bandwidths(z)  # (B, D)
         u = (z / h).transpose(0, 1)  # (B, n, D)
         eye = torch.eye(n, dtype=torch.bool, device=z.device)
-        log_k = (-0.5 * pairwise_sq_dists(u, u)).masked_fill(eye, -math.inf)
+        sq = pairwise_sq_dists(u, u).masked_fill(eye, math.inf)  # (B, n, n)
+        log_c = (
+            likelihood_cv_log_scale(sq.detach(), d)
+            if self.bandwidth == "cv"
+            else sq.new_zeros(sq.shape[:1])
+        )
         log_norm = h.log().sum(-1, keepdim=True) + 0.5 * d * math.log(2 * math.pi)  # (B, 1)
-        return (log_k.logsumexp(-1) - math.log(n - 1) - log_norm).transpose(0, 1)
+        return (_leave_one_out_log_density(sq, log_c, d) - log_norm).transpose(0, 1)
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         check_samples_per_x("kde", q.z.shape[0], 2, "leave-one-out density estimate")
