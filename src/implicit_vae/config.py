@@ -75,6 +75,9 @@ class DivergenceConfig:
     critic_width: int = field(default=256, metadata=_at_least(1))
     critic_blocks: int = field(default=3, metadata=_at_least(0))
     gaussian_skip: bool = True  # avb/aae with a standard normal prior: add ½‖z‖² to the critic T
+    waymarks: int = field(
+        default=1, metadata=_at_least(1)
+    )  # avb/avb_ac/aae: K telescoping classifiers across the density chasm (1: a single critic)
 
 
 @dataclass

@@ -82,14 +82,22 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
     # a standard normal prior (AVB, AAE). Under adaptive contrast the normalised q is already close
     # to N(0, I), so the optimal T is near 0 and the skip would only give the critic a term to undo.
     skip = d.gaussian_skip and d.name in ("avb", "aae") and isinstance(prior, StandardNormal)
-    estimator = estimator_cls(
-        data_dim,
-        m.latent_dim,
-        **_options(
-            estimator_cls,
-            {"width": d.critic_width, "blocks": d.critic_blocks, "gaussian_skip": skip},
-        ),
+    options = _options(
+        estimator_cls,
+        {
+            "width": d.critic_width,
+            "blocks": d.critic_blocks,
+            "gaussian_skip": skip,
+            "waymarks": d.waymarks,
+        },
     )
+    if d.waymarks > 1 and "waymarks" not in options:
+        takers = [n for n, c in ESTIMATORS.items() if "waymarks" in _options(c, {"waymarks": 1})]
+        raise ConfigError(
+            f"divergence.waymarks: {d.waymarks} needs a logistic-critic estimator "
+            f"({', '.join(takers)}), but divergence.name is {d.name!r}; use waymarks=1"
+        )
+    estimator = estimator_cls(data_dim, m.latent_dim, **options)
     needed = getattr(estimator, "min_samples_per_x", 1)
     if cfg.train.n_samples < needed:
         raise ConfigError(
