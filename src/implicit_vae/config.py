@@ -78,6 +78,9 @@ class DivergenceConfig:
     waymarks: int = field(
         default=1, metadata=_at_least(1)
     )  # avb/avb_ac/aae: K telescoping classifiers across the density chasm (1: a single critic)
+    contrast: str = field(
+        default="diagonal", metadata=_choices("diagonal", "full")
+    )  # avb_ac: normalise z by q's standard deviations (AVB) or by its full covariance
 
 
 @dataclass

@@ -89,8 +89,14 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
             "blocks": d.critic_blocks,
             "gaussian_skip": skip,
             "waymarks": d.waymarks,
+            "contrast": d.contrast,
         },
     )
+    if d.contrast != "diagonal" and "contrast" not in options:
+        raise ConfigError(
+            f"divergence.contrast: {d.contrast!r} applies to avb_ac only, but divergence.name is "
+            f"{d.name!r}; leave it at 'diagonal'"
+        )
     if d.waymarks > 1 and "waymarks" not in options:
         takers = [n for n, c in ESTIMATORS.items() if "waymarks" in _options(c, {"waymarks": 1})]
         raise ConfigError(
