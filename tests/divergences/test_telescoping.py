@@ -34,7 +34,7 @@ TRUE_KL = 10.0
 KL_FROM_SCALE = S**2 - 1 - math.log(S**2)
 MU_NORM = math.sqrt(2.0 * (TRUE_KL - KL_FROM_SCALE))
 # A small critic and few steps keep the test to ~3 s on one busy core. Measured with 4 waymarks over
-# seeds 0–2: 10.12, 10.01, 9.97 (at most 1.2 % off); a single classifier with the same budget gives
+# seeds 0–2: 10.13, 10.02, 9.97 (at most 1.3 % off); a single classifier with the same budget gives
 # 5.58 (seed 0, −44 %: the density chasm).
 WIDTH, BLOCKS, STEPS, BATCH = 32, 1, 200, 128
 KL_RTOL = 0.05
