@@ -45,9 +45,17 @@ def main(
     )
     parser.add_argument("--critic-width", type=int, default=128)
     parser.add_argument("--critic-blocks", type=int, default=2)
+    parser.add_argument(
+        "--waymarks",
+        type=int,
+        default=1,
+        help="telescoping critics for avb, avb_ac and aae (default 1: a single classifier)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=results, help="output directory")
     args = parser.parse_args(argv)
+    if args.waymarks < 1:
+        parser.error(f"--waymarks must be >= 1 (1: a single classifier), got {args.waymarks}")
     torch.set_num_threads(args.threads)
     try:
         result = kl_accuracy(
@@ -61,7 +69,11 @@ def main(
             out_dir=args.out,
             progress=True,
             extra_cases=not args.no_extra,
-            critic={"width": args.critic_width, "blocks": args.critic_blocks},
+            critic={
+                "width": args.critic_width,
+                "blocks": args.critic_blocks,
+                **({"waymarks": args.waymarks} if args.waymarks != 1 else {}),
+            },
         )
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")

@@ -50,7 +50,9 @@ def _status_if_skipped(case: Case, name: str) -> str | None:
 
 def _options(case: Case, name: str, critic: dict) -> dict:
     params = inspect.signature(ESTIMATORS[name].__init__).parameters
-    options = {**(critic if "width" in params else {}), **OPTIONS.get(name, {})}
+    # Critic options (width, blocks, and waymarks where given) reach the estimators that take them.
+    sizes = {k: v for k, v in critic.items() if k in params} if "width" in params else {}
+    options = {**sizes, **OPTIONS.get(name, {})}
     if "gaussian_skip" in params and case.kind == "sampler_only":
         options["gaussian_skip"] = False  # ½‖z‖² is −log p only for p = N(0, I)
     return options
@@ -198,7 +200,8 @@ def kl_accuracy(
         mc_samples: Monte Carlo samples per truth; default min(10⁶, 2.5·10⁷ / d) (10⁵ if quick).
         critic: ``width`` and ``blocks`` of every critic; default :data:`CRITIC`, one size for all
             so that critic estimators differ only in their objective (and 3–5× cheaper on CPU
-            than the library default 256 × 5 blocks).
+            than the library default 256 × 5 blocks). A ``waymarks`` entry reaches the
+            logistic-critic estimators (``avb``, ``avb_ac``, ``aae``) only.
 
     Returns:
         The JSON content: ``meta`` and ``cells``, one dict per (case, estimator) with ``estimate``,
