@@ -144,11 +144,14 @@ class AVBAdaptiveContrast(AVB):
         if self.contrast == "diagonal":
             std = (q.var.detach() + self.variance_floor).sqrt()  # (B, D)
             return centred / std, std.log().sum(-1)
-        cov = q.covariance().detach()  # (B, D, D)
-        floor = self.variance_floor * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-        chol = torch.linalg.cholesky(cov + floor)  # (B, D, D), lower
-        z_tilde = torch.linalg.solve_triangular(chol, centred.permute(1, 2, 0), upper=False)
-        return z_tilde.permute(2, 0, 1), chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        # Σ = U diag(λ) Uᵀ and L = U diag(λ)^½ (any L with LLᵀ = Σ will do: N(0, I) is isotropic).
+        # An eigendecomposition in float64 rather than a Cholesky factor: Σ from float32 sums can
+        # be slightly indefinite when q is close to a line, and clamping λ keeps L well defined.
+        cov = q.covariance().detach().double()  # (B, D, D)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        scale = (eigenvalues.clamp_min(0.0) + self.variance_floor).sqrt()  # (B, D)
+        rotated = torch.einsum("bji,nbj->nbi", eigenvectors.to(q.z.dtype), centred)
+        return rotated / scale.to(q.z.dtype), scale.log().sum(-1).to(q.z.dtype)
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         z_tilde, log_det = self._normalise(q)
