@@ -84,8 +84,9 @@ def plot(results: dict[str, dict], path: Path) -> Path:
     colours = {"diagonal": "tab:red", "full": "tab:blue"}
     for name, r in results.items():
         steps, acc = np.array(r["_accuracy"]).T
-        smooth = np.convolve(acc, np.ones(10) / 10, mode="valid")
-        axes[0].plot(steps[9:], smooth, color=colours[name], label=f"{name} contrast")
+        window = min(10, len(acc))  # a running mean over 10 logged steps
+        smooth = np.convolve(acc, np.ones(window) / window, mode="valid")
+        axes[0].plot(steps[window - 1 :], smooth, color=colours[name], label=f"{name} contrast")
     axes[0].axhline(0.5, color="0.5", ls=":", lw=1, label="chance")
     axes[0].set(xlabel="training step", ylabel="critic accuracy", ylim=(0.45, 1.01))
     axes[0].set_title("critic: z̃ against N(0, I)")

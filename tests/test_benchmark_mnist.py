@@ -166,3 +166,41 @@ def test_a_later_run_of_one_model_keeps_the_others_rows(bench, tmp_path):
     assert "vae: `python benchmarks/mnist.py" in (out / "mnist.md").read_text()
     assert bench.main([*args, "--models", "avb", "--ais-steps", "6"]) == 0
     assert list(json.loads((out / "mnist.json").read_text())["models"]) == ["avb"]
+
+
+@needs_mnist
+def test_contrast_diagnostic_reads_two_runs_and_writes_json_and_figure(tmp_path, capsys):
+    """benchmarks/mnist_contrast.py on two tiny avb_ac runs (diagonal and full contrast): the JSON
+    holds each run's correlation KL (>= 0), kurtosis and critic accuracy, and the figure is written."""
+    spec = importlib.util.spec_from_file_location(
+        "mnist_contrast", SCRIPT.with_name("mnist_contrast.py")
+    )
+    contrast = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(contrast)
+    from implicit_vae.config import load_config
+    from implicit_vae.train import fit
+
+    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
+    runs = {}
+    for name in ("diagonal", "full"):
+        cfg = load_config(
+            REPO / "src" / "implicit_vae" / "configs" / "mnist_avb_ac.yaml",
+            [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
+             f"divergence.contrast={name}", f"train.run_dir={tmp_path / name}"],
+        )  # fmt: skip
+        runs[name], _ = fit(cfg)
+    x = torch.bernoulli(torch.full((5, 784), 0.3), generator=torch.Generator().manual_seed(0))
+    torch.save(x.to(torch.uint8), tmp_path / "x.pt")
+    out = tmp_path / "out"
+    argv = ["--diagonal", str(runs["diagonal"]), "--full", str(runs["full"]), "--examples", "5",
+            "--samples", "200", "--test-tensor", str(tmp_path / "x.pt"), "--out", str(out)]  # fmt: skip
+    assert contrast.main(argv) == 0
+    report = json.loads((out / "mnist_contrast.json").read_text())
+    for name in ("diagonal", "full"):
+        r = report["runs"][name]
+        assert r["contrast"] == name and r["kl_from_correlations"]["min"] >= -1e-6
+        assert r["kurtosis"]["mean"] > 1.0 and 0.0 <= r["final_critic_accuracy"] <= 1.0
+        assert len(r["correlation_eigenvalues"]) == 8
+    assert (out / "mnist_contrast.png").stat().st_size > 0
+    assert contrast.main(["--diagonal", str(tmp_path / "nope"), "--full", str(runs["full"])]) == 2
+    assert "does not exist" in capsys.readouterr().err
