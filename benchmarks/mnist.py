@@ -417,7 +417,7 @@ def markdown_table(
         kl = _fmt(r["kl"] if exact else r["kl_estimate"]) + ("" if exact else " (est.)")
         gap = (r["elbo"] if exact else r["elbo_estimate"]) - r["log_px_ais"]
         lines.append(
-            f"| {name} | {_fmt(r['log_px_ais'])} ± {_fmt(r['log_px_ais_stderr'])} "
+            f"| {name} | {_fmt(r['log_px_ais'])} ± {_fmt(r['log_px_ais_stderr'], 3)} "
             f"| {_fmt(r.get('log_px_is'))} | {elbo} | {_fmt(r['reconstruction_error'])} | {kl} "
             f"| {_fmt(health.get('final_critic_accuracy'), 3)} | {_fmt(gap)} | {r['steps']} "
             f"| {_duration(r['train_wall_time_s'])} | {_duration(r['eval_wall_time_s'])} |"
