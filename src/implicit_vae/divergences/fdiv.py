@@ -96,7 +96,11 @@ class VariationalBound(DivergenceEstimator):
         with torch.no_grad():
             r_q, r_p = self._log_ratio(t_q, t_p)
             accuracy = 0.5 * ((r_q > 0).float().mean() + (r_p < 0).float().mean())
-        return CriticLoss(-self._bound(t_q, t_p).mean(), float(accuracy))
+        return CriticLoss(self._training_loss(t_q, t_p), float(accuracy))
+
+    def _training_loss(self, t_q: torch.Tensor, t_p: torch.Tensor) -> torch.Tensor:
+        """The critic's loss: the negated bound, unless a subclass trains on another objective."""
+        return -self._bound(t_q, t_p).mean()
 
     def _bound(self, t_q: torch.Tensor, t_p: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -206,18 +210,12 @@ class DonskerVaradhan(VariationalBound):
         c = self._log_normaliser(t_p)
         return t_q - c, t_p - c
 
-    def _critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
-        if self.critic_objective == "dv":
-            return super()._critic_loss(x, q, prior)
-        t_q, t_p = self._critic_values(x, q.z, prior, detach_prior=True)
+    def _training_loss(self, t_q: torch.Tensor, t_p: torch.Tensor) -> torch.Tensor:
         if self.critic_objective == "js":
-            loss = -(F.logsigmoid(t_q).mean() + F.logsigmoid(-t_p).mean())
-        else:
-            loss = -(t_q.mean(0) - (t_p - 1.0).exp().mean(0)).mean()
-        with torch.no_grad():
-            r_q, r_p = self._log_ratio(t_q, t_p)
-            accuracy = 0.5 * ((r_q > 0).float().mean() + (r_p < 0).float().mean())
-        return CriticLoss(loss, float(accuracy))
+            return -(F.logsigmoid(t_q).mean() + F.logsigmoid(-t_p).mean())
+        if self.critic_objective == "nwj":
+            return -(t_q.mean(0) - (t_p - 1.0).exp().mean(0)).mean()
+        return super()._training_loss(t_q, t_p)
 
 
 class ReverseKL(VariationalBound):
