@@ -204,3 +204,45 @@ def test_contrast_diagnostic_reads_two_runs_and_writes_json_and_figure(tmp_path,
     assert (out / "mnist_contrast.png").stat().st_size > 0
     assert contrast.main(["--diagonal", str(tmp_path / "nope"), "--full", str(runs["full"])]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@needs_mnist
+def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys):
+    """benchmarks/mnist_paired.py: the per-image AIS mean equals evaluate_model's log_px_ais with
+    the same settings (so it reproduces mnist.json), and `compare` reports the paired difference
+    with its standard error over images."""
+    spec = importlib.util.spec_from_file_location(
+        "mnist_paired", SCRIPT.with_name("mnist_paired.py")
+    )
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+    from implicit_vae.config import load_config
+    from implicit_vae.evaluate.run import evaluate_model
+    from implicit_vae.runs import load_run
+    from implicit_vae.train import fit
+
+    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
+    cfg = load_config(
+        REPO / "src" / "implicit_vae" / "configs" / "mnist_vae.yaml",
+        [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
+         f"train.run_dir={tmp_path / 'vae'}"],
+    )  # fmt: skip
+    run, _ = fit(cfg)
+    x = torch.bernoulli(torch.full((6, 784), 0.3), generator=torch.Generator().manual_seed(0))
+    torch.save(x.to(torch.uint8), tmp_path / "x.pt")
+    common = ["--test-tensor", str(tmp_path / "x.pt"), "--ais-chains", "2", "--ais-steps", "4",
+              "--out", str(tmp_path)]  # fmt: skip
+    assert paired.main(["per-image", "--run", str(run), "--name", "a", *common]) == 0
+    _, model, _ = load_run(run, with_data=False)
+    numbers = evaluate_model(model, x, divergence="analytic", ais_chains=2, ais_steps=4,
+                             is_samples=2, seed=0, ais_leapfrog_steps=2)  # fmt: skip
+    saved = torch.load(tmp_path / "mnist_per_image_a.pt")
+    assert float(saved["log_px"].mean()) == pytest.approx(numbers["log_px_ais"], abs=1e-4)
+    shifted = {**saved, "log_px": saved["log_px"] - 1.0}
+    torch.save(shifted, tmp_path / "mnist_per_image_b.pt")
+    out = ["--out", str(tmp_path)]
+    assert paired.main(["compare", "--a", "a", "--b", "b", *out]) == 0
+    report = json.loads((tmp_path / "mnist_paired.json").read_text())
+    assert report["difference"] == pytest.approx(1.0, abs=1e-5)
+    assert report["difference_stderr_over_images"] == pytest.approx(0.0, abs=1e-5)
+    assert report["images_where_a_is_higher"] == 1.0 and report["images"] == 6
