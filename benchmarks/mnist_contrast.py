@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from implicit_vae.divergences.avb import AVBAdaptiveContrast, whiten
 from implicit_vae.plots import _figure, _styled, save_figure
 from implicit_vae.runs import load_run, write_json
 
@@ -42,9 +43,8 @@ def posterior_shape(run_dir: Path, x: torch.Tensor, samples: int, seed: int) -> 
         q = model.posterior.sample(x, samples)
     centred = (q.z - q.mean).permute(1, 0, 2)  # (B, n, D)
     corr = torch.stack([torch.corrcoef(c.T) for c in centred])  # (B, D, D)
-    eigenvalues, eigenvectors = torch.linalg.eigh(q.covariance().double())  # as avb_ac's full
-    scale = (eigenvalues.clamp_min(0.0) + 1e-4).sqrt()  # contrast whitens: (B, D)
-    white = torch.einsum("bji,bnj->bin", eigenvectors, centred.double()) / scale.unsqueeze(-1)
+    floor = AVBAdaptiveContrast.variance_floor  # whitened as avb_ac's full contrast does it
+    white = whiten(q.z - q.mean, q.covariance(), floor)[0].permute(1, 2, 0)  # (B, D, n)
     diagonal_view = centred / q.var.sqrt().unsqueeze(1)  # (B, n, D): the diagonal contrast's z̃
     kurtosis = (white - white.mean(-1, keepdim=True)).pow(4).mean(-1) / white.var(-1).pow(2)
     kl_corr = -0.5 * torch.logdet(corr.double())

@@ -16,9 +16,23 @@ from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
 from .prior_gradient import frozen, prior_surrogate
-from .telescoping import build_logistic_critic, classifier_loss, logistic_loss
+from .telescoping import build_logistic_critic, classifier_loss
 
-_logistic_loss = logistic_loss  # the name other modules imported before it moved
+
+def whiten(
+    centred: torch.Tensor, cov: torch.Tensor, floor: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L⁻¹(z − μ) and log det L for Σ + floor·I = LLᵀ; centred (n, B, D), cov (B, D, D) ->
+    (n, B, D), (B,).
+
+    L = U diag(λ + floor)^½ from Σ = U diag(λ) Uᵀ (any L with LLᵀ = Σ will do: N(0, I) is
+    isotropic). An eigendecomposition in float64 rather than a Cholesky factor: Σ from float32 sums
+    can be slightly indefinite when q is close to a line, and clamping λ keeps L well defined.
+    """
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov.double())
+    scale = (eigenvalues.clamp_min(0.0) + floor).sqrt()  # (B, D)
+    rotated = torch.einsum("bji,nbj->nbi", eigenvectors.to(centred.dtype), centred)
+    return rotated / scale.to(centred.dtype), scale.log().sum(-1).to(centred.dtype)
 
 
 class ConditionalCritic(torch.nn.Module):
@@ -144,14 +158,7 @@ class AVBAdaptiveContrast(AVB):
         if self.contrast == "diagonal":
             std = (q.var.detach() + self.variance_floor).sqrt()  # (B, D)
             return centred / std, std.log().sum(-1)
-        # Σ = U diag(λ) Uᵀ and L = U diag(λ)^½ (any L with LLᵀ = Σ will do: N(0, I) is isotropic).
-        # An eigendecomposition in float64 rather than a Cholesky factor: Σ from float32 sums can
-        # be slightly indefinite when q is close to a line, and clamping λ keeps L well defined.
-        cov = q.covariance().detach().double()  # (B, D, D)
-        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
-        scale = (eigenvalues.clamp_min(0.0) + self.variance_floor).sqrt()  # (B, D)
-        rotated = torch.einsum("bji,nbj->nbi", eigenvectors.to(q.z.dtype), centred)
-        return rotated / scale.to(q.z.dtype), scale.log().sum(-1).to(q.z.dtype)
+        return whiten(centred, q.covariance().detach(), self.variance_floor)
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         z_tilde, log_det = self._normalise(q)
