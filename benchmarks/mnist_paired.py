@@ -17,13 +17,12 @@ difference between two models with its standard error over test images.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import torch
 
-from implicit_vae.evaluate import ais_log_likelihood
+from implicit_vae.evaluate import ais_log_likelihood, paired_difference
 from implicit_vae.evaluate.run import ais_initial
 from implicit_vae.runs import load_run, write_json
 
@@ -52,8 +51,8 @@ def per_image(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     a, b = (torch.load(args.out / f"mnist_per_image_{n}.pt") for n in (args.a, args.b))
-    diff = a["log_px"] - b["log_px"]  # (N,)
-    n = diff.numel()
+    paired = paired_difference(a["log_px"], b["log_px"])
+    n = paired["examples"]
     report = {
         "benchmark": "mnist_paired",
         "a": args.a,
@@ -61,9 +60,9 @@ def compare(args: argparse.Namespace) -> int:
         "images": n,
         "mean_a": float(a["log_px"].mean()),
         "mean_b": float(b["log_px"].mean()),
-        "difference": float(diff.mean()),
-        "difference_stderr_over_images": float(diff.std() / math.sqrt(n)),
-        "images_where_a_is_higher": float((diff > 0).float().mean()),
+        "difference": paired["difference"],
+        "difference_stderr_over_images": paired["difference_stderr_over_examples"],
+        "images_where_a_is_higher": paired["fraction_where_a_is_higher"],
         "note": "paired over the same test images; the s.e. is the sampling error of the test set",
     }
     write_json(args.out / "mnist_paired.json", report)

@@ -125,9 +125,21 @@ def test_smoke_run_writes_json_table_and_figures(bench, tmp_path, capsys):
         report["models"]["avb_ac"]["log_px_ais"] - vae["log_px_ais"]
     )
     assert isinstance(cmp["goal_met"], bool)
+    # per-image AIS saved by the same evaluation, so the paired comparison needs no second AIS run
+    per_image = {n: torch.load(out / f"mnist_per_image_{n}.pt") for n in ("vae", "avb_ac")}
+    n_test = report["data"]["test_examples_evaluated"]
+    for name, saved in per_image.items():
+        assert saved["log_px"].shape == (n_test,)
+        assert saved["log_px"].mean().item() == pytest.approx(report["models"][name]["log_px_ais"])
+    paired = cmp["paired_over_test_images"]
+    diff = per_image["avb_ac"]["log_px"] - per_image["vae"]["log_px"]
+    assert paired["difference"] == pytest.approx(cmp["avb_ac_minus_vae_log_px_ais"], abs=1e-4)
+    assert paired["difference_stderr_over_examples"] == pytest.approx(
+        diff.std().item() / math.sqrt(n_test), rel=1e-4
+    )
 
     table = (out / "mnist.md").read_text()
-    assert table.count("\n| ") >= 4 and "AVB-AC − VAE" in table
+    assert table.count("\n| ") >= 4 and "AVB-AC − VAE" in table and "Paired over" in table
     assert "| avb_ac |" in capsys.readouterr().out
     assert (out / "mnist_test_binarized.pt").is_file()
 

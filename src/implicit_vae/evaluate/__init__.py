@@ -3,6 +3,7 @@
 
 from ._common import EvaluationError, LogLikelihoodEstimate
 from .ais import ais_log_likelihood, ais_versus_steps, beta_schedule
+from .compare import paired_difference
 from .importance import importance_sampling_log_likelihood
 from .plots import plot_ais_versus_steps
 from .quadrature import exact_log_likelihood_2d
@@ -15,5 +16,6 @@ __all__ = [
     "beta_schedule",
     "exact_log_likelihood_2d",
     "importance_sampling_log_likelihood",
+    "paired_difference",
     "plot_ais_versus_steps",
 ]

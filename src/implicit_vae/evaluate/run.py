@@ -68,10 +68,15 @@ def evaluate_model(
     seed: int = 0,
     ais_curve_path: Path | None = None,
     progress: bool = True,
+    per_example: bool = False,
 ) -> dict[str, Any]:
     """Every likelihood number the model allows on data ``x`` (B, D), each labelled.
 
     Raises nothing for impossible estimates: each unavailable number is reported with the reason.
+    With ``per_example`` the result also holds ``"per_example"``: ``{"log_px_ais": (B,),
+    "log_px_ais_stderr": (B,), "log_px_is": (B,)}`` tensors (those available), so that two models
+    evaluated on the same ``x`` can be compared image by image (a paired difference whose standard
+    error over examples is the test set's own sampling error); it is not JSON, pop it before writing.
     """
     model.eval()
     out: dict[str, Any] = {"examples": int(x.shape[0])}
@@ -83,6 +88,7 @@ def evaluate_model(
     out["reconstruction_error"] = -terms["reconstruction"]
     out[f"{name}_{'exact' if exact_kl else 'estimate'}"] = terms["divergence"]
     unavailable: dict[str, str] = {}
+    examples: dict[str, torch.Tensor] = {}
     if model.prior.has_density:
         start = time.perf_counter()
         initial = ais_initial(model, x, seed)
@@ -99,6 +105,7 @@ def evaluate_model(
             progress=progress,
         )
         out["log_px_ais"], out["log_px_ais_stderr"] = ais.mean, ais.mean_stderr
+        examples["log_px_ais"], examples["log_px_ais_stderr"] = ais.log_px, ais.stderr
         out["ais"] = {
             "chains": ais_chains,
             "steps": ais_steps,
@@ -132,6 +139,7 @@ def evaluate_model(
             model.log_likelihood, model.prior, model.posterior, x, samples=is_samples, seed=seed
         )
         out["log_px_is"], out["log_px_is_stderr"] = is_est.mean, is_est.mean_stderr
+        examples["log_px_is"] = is_est.log_px
         out["is_samples"] = is_samples
     else:
         unavailable["log_px_is"] = "importance sampling needs log q(z|x) and log p(z); use AIS"
@@ -141,6 +149,8 @@ def evaluate_model(
     else:
         unavailable["log_px_exact"] = "quadrature needs a 2-D latent and a prior with a density"
     out["unavailable"] = unavailable
+    if per_example:
+        out["per_example"] = examples
     return out
 
 
