@@ -258,3 +258,12 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     assert report["difference"] == pytest.approx(1.0, abs=1e-5)
     assert report["difference_stderr_over_images"] == pytest.approx(0.0, abs=1e-5)
     assert report["images_where_a_is_higher"] == 1.0 and report["images"] == 6
+    # --max-test: the first N images only (their AIS draws differ from a full run's, so compare
+    # settings only between runs over the same --max-test)
+    assert (
+        paired.main(["per-image", "--run", str(run), "--name", "c", "--max-test", "4", *common])
+        == 0
+    )
+    first = torch.load(tmp_path / "mnist_per_image_c.pt")
+    assert first["log_px"].shape == (4,) and first["ais"]["steps"] == 4
+    assert torch.isfinite(first["log_px"]).all()
