@@ -22,16 +22,20 @@ that much (up to AIS's own looseness).
     python benchmarks/mnist.py                                  # full run (see the README table)
     python benchmarks/mnist.py --steps 50 --max-test 20 --ais-chains 2 --ais-steps 5   # smoke run
 
-Cost on one CPU thread of a busy 2-core machine (the README run): training 5,000 steps took 2.3 min
-(VAE), 9.1 min (AVB) and 10.6 min (AVB-AC); AIS with 8 chains x 1,000 steps on 1,000 images took
-18-30 min per model with 2 leapfrog steps (``--ais-leapfrog 2``; 10 steps cost about 5x as much and
-moved the VAE's AIS by 0.02 nat on 50 images). ``--threads 2`` only helps on an otherwise idle machine.
+Cost on one CPU thread of a busy 2-core machine (the README run): training 20,000 steps took 10.8 min
+(VAE), 24.9 min (AVB) and 30.3 min (AVB-AC; 28 min at its unshared 85 ms/step); AIS with 8 chains x
+1,000 steps on 1,000 images took 18-21 min per model with 2 leapfrog steps (``--ais-leapfrog 2``; 10
+steps cost about 5x as much and moved the VAE's AIS by 0.02 nat on 50 images). Every model's per-image
+AIS values are saved (``<out>/mnist_per_image_<model>.pt``) and, once the VAE and AVB-AC are both done,
+the report adds their paired difference with its standard error over test images.
+``--threads 2`` only helps on an otherwise idle machine.
 With ``--workdir DIR --reuse-runs`` a model whose finished run of the same config is in DIR is
 evaluated without training it again; a later run of some models into the same ``--out`` keeps the other
 models' rows (same test tensor and evaluation settings), each with its own command.
 
 Writes ``<out>/mnist.json``, ``<out>/mnist.md`` (the markdown table, also printed),
-``<out>/mnist_<model>_{samples,reconstructions,training}.png``, ``<out>/mnist_<model>_metrics.csv``
+``<out>/mnist_<model>_{samples,reconstructions,training}.png``, ``<out>/mnist_<model>_metrics.csv``,
+``<out>/mnist_per_image_<model>.pt``
 and ``<out>/mnist_test_binarized.pt``; ``<out>`` defaults to ``benchmarks/results``.
 """
 
