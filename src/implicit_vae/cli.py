@@ -1,4 +1,4 @@
-"""Command-line interface: ``implicit-vae train | describe | evaluate``.
+"""Command-line interface: ``implicit-vae train | describe | evaluate | compare``.
 
 Every user error (bad config, data, checkpoint or argument) prints one line and exits with code 2.
 """
@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="implicit-vae",
         description="VAEs with implicit posteriors: train, inspect and evaluate.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser
+    )
     sub.required = True
     common = {
         "--config": {"metavar": "FILE", "help": "YAML config (default: the shipped default)"},
@@ -104,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write the numbers (default: RUN_DIR/evaluation_<split>.json)",
     )
+    compare = sub.add_parser(
+        "compare",
+        help="paired difference of two evaluations of the same examples, with its s.e.",
+    )
+    compare.add_argument(
+        "evaluations",
+        nargs=2,
+        metavar="PER_EXAMPLE",
+        help="two *_per_example.pt files written by implicit-vae evaluate (A, then B)",
+    )
+    compare.add_argument("--estimate", default="log_px_ais", choices=["log_px_ais", "log_px_is"])
     return parser
 
 
@@ -118,6 +131,8 @@ def _positive(text: str) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from .checkpoint import atomic_save
+    from .evaluate.compare import data_fingerprint
     from .evaluate.run import evaluate_model, split_data
     from .runs import load_run, write_json
 
@@ -143,16 +158,41 @@ def _evaluate(args: argparse.Namespace) -> None:
         is_samples=args.is_samples,
         seed=cfg.train.seed,
         ais_curve_path=curve,
+        per_example=True,
     )
+    per_example = result.pop("per_example")
     result = {"run_dir": str(run_dir), "split": args.split, "checkpoint": args.checkpoint, **result}
     path = Path(args.json) if args.json else run_dir / f"evaluation_{args.split}.json"
     write_json(path, result)
+    # Per-example values, so two runs evaluated on the same examples can be compared pairwise.
+    examples_path = path.with_name(f"{path.stem}_per_example.pt")
+    atomic_save(
+        {
+            **{k: v.cpu() for k, v in per_example.items()},
+            "data_sha256": data_fingerprint(x),
+            **{k: result[k] for k in ("run_dir", "split", "checkpoint")},
+        },
+        examples_path,
+    )
     for key, value in result.items():
         if isinstance(value, float):
             print(f"{key:>24s}  {value:.4f}")
     for key, why in result["unavailable"].items():
         print(f"{key:>24s}  not available: {why}")
-    print(f"wrote {path}")
+    print(f"wrote {path} and {examples_path.name}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .evaluate.compare import compare_evaluations
+
+    a, b = args.evaluations
+    paired = compare_evaluations(a, b, args.estimate)
+    print(
+        f"A - B in {args.estimate}: {paired['difference']:+.3f} ± "
+        f"{paired['difference_stderr_over_examples']:.3f} nats (s.e. over "
+        f"{paired['examples']} examples); A is higher on "
+        f"{100 * paired['fraction_where_a_is_higher']:.0f} % of them\n  A = {a}\n  B = {b}"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -217,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
                 return benchmark_main(args.options)
             except SystemExit as done:  # its own argument errors and --help
                 return done.code if isinstance(done.code, int) else EXIT_USAGE
-        {"train": _train, "describe": _describe, "evaluate": _evaluate}[args.command](args)
+        commands = {
+            "train": _train,
+            "describe": _describe,
+            "evaluate": _evaluate,
+            "compare": _compare,
+        }
+        commands[args.command](args)
     except (
         ConfigError,
         DataError,
