@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from implicit_vae.benchmarks.cases import gaussian_case
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bound_sample_limit.py"
+from scripts import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bound_sample_limit", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("bound_sample_limit.py")
 
 
 def test_exact_critic_recovers_a_small_kl(bench):

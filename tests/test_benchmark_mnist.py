@@ -5,7 +5,6 @@ Needs the real MNIST t10k files in ``../shared/data/mnist`` (next to the reposit
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from scripts import load_benchmark_script
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "mnist.py"
 DATA_DIR = REPO.parent / "shared" / "data" / "mnist"
 HAS_DATA = any((DATA_DIR / f"t10k-images-idx3-ubyte{ext}").is_file() for ext in ("", ".gz"))
 needs_mnist = pytest.mark.skipif(
@@ -41,10 +41,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("mnist_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("mnist.py", "mnist_benchmark")
 
 
 def test_missing_data_dir_exits_2(bench, tmp_path, capsys):
@@ -184,11 +181,7 @@ def test_a_later_run_of_one_model_keeps_the_others_rows(bench, tmp_path):
 def test_contrast_diagnostic_reads_two_runs_and_writes_json_and_figure(tmp_path, capsys):
     """benchmarks/mnist_contrast.py on two tiny avb_ac runs (diagonal and full contrast): the JSON
     holds each run's correlation KL (>= 0), kurtosis and critic accuracy, and the figure is written."""
-    spec = importlib.util.spec_from_file_location(
-        "mnist_contrast", SCRIPT.with_name("mnist_contrast.py")
-    )
-    contrast = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(contrast)
+    contrast = load_benchmark_script("mnist_contrast.py")
     from implicit_vae.config import load_config
     from implicit_vae.train import fit
 
@@ -223,11 +216,7 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     """benchmarks/mnist_paired.py: the per-image AIS mean equals evaluate_model's log_px_ais with
     the same settings (so it reproduces mnist.json), and `compare` reports the paired difference
     with its standard error over images."""
-    spec = importlib.util.spec_from_file_location(
-        "mnist_paired", SCRIPT.with_name("mnist_paired.py")
-    )
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)
+    paired = load_benchmark_script("mnist_paired.py")
     from implicit_vae.config import load_config
     from implicit_vae.evaluate.run import evaluate_model
     from implicit_vae.runs import load_run

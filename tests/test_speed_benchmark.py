@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts import load_benchmark_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 TINY = dict(train=3, ais=6, ais_steps=2, naive=1, memory=[4, 8], memory_steps=1)
 FIGURE_KEYS = {"median_ratio", "goal", "pass", "timed", "ratios", "pairs", "command"}
@@ -73,9 +75,7 @@ def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
 
 
 def test_decoder_passes_count_every_batch():
-    spec = importlib.util.spec_from_file_location("speed_passes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark_script("speed.py", "speed_passes")
     passes = module.decoder_passes(300, 3)  # batches of 128, 128, 44; 1 + 2 * 10 passes each
     assert len(passes) == 3 * 21 and set(passes) == {128, 44}
 
