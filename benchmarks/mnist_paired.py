@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from implicit_vae.evaluate import ais_log_likelihood, paired_difference
+from implicit_vae.evaluate.compare import data_fingerprint
 from implicit_vae.evaluate.run import ais_initial
 from implicit_vae.runs import load_run, write_json
 
@@ -35,8 +36,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def per_image(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     _, model, _ = load_run(args.run, with_data=False)
-    x = torch.load(args.test_tensor, weights_only=True).float()
-    x = x[: args.max_test] if args.max_test else x
+    bits = torch.load(args.test_tensor, weights_only=True)
+    bits = bits[: args.max_test] if args.max_test else bits
+    x = bits.float()
     est = ais_log_likelihood(
         model.log_likelihood,
         model.prior,
@@ -52,6 +54,10 @@ def per_image(args: argparse.Namespace) -> int:
         {
             "log_px": est.log_px,
             "stderr": est.stderr,
+            # the keys of implicit-vae evaluate's per-example files, so `implicit-vae compare` works
+            "log_px_ais": est.log_px,
+            "log_px_ais_stderr": est.stderr,
+            "data_sha256": data_fingerprint(bits),
             "run": str(args.run),
             "ais": {
                 "chains": args.ais_chains,

@@ -238,6 +238,8 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     numbers = evaluate_model(model, x, divergence="analytic", ais_chains=2, ais_steps=4,
                              is_samples=2, seed=0, ais_leapfrog_steps=2)  # fmt: skip
     saved = torch.load(tmp_path / "mnist_per_image_a.pt")
+    # readable by `implicit-vae compare` (same keys as evaluate's per-example files)
+    assert torch.equal(saved["log_px_ais"], saved["log_px"]) and len(saved["data_sha256"]) == 64
     assert float(saved["log_px"].mean()) == pytest.approx(numbers["log_px_ais"], abs=1e-4)
     shifted = {**saved, "log_px": saved["log_px"] - 1.0}
     torch.save(shifted, tmp_path / "mnist_per_image_b.pt")
