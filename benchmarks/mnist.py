@@ -58,8 +58,8 @@ import torch
 
 from implicit_vae.config import ConfigError, load_config
 from implicit_vae.data import DataError, load_mnist_dir
-from implicit_vae.evaluate import paired_difference
-from implicit_vae.evaluate.compare import data_fingerprint
+from implicit_vae.evaluate import EvaluationError
+from implicit_vae.evaluate.compare import compare_evaluations, data_fingerprint
 from implicit_vae.evaluate.run import evaluate_model
 from implicit_vae.plots import plot_reconstructions, plot_samples, plot_training_curves
 from implicit_vae.runs import load_run, write_json
@@ -467,8 +467,6 @@ def save_per_image(out: Path, name: str, per_example: dict, x_test: torch.Tensor
     torch.save(
         {
             **{k: v.cpu() for k, v in per_example.items()},
-            "log_px": per_example.get("log_px_ais"),
-            "stderr": per_example.get("log_px_ais_stderr"),
             "data_sha256": data_fingerprint(x_test),  # `implicit-vae compare` reads these files too
             "run": str(run_dir),
         },
@@ -481,11 +479,10 @@ def _paired(out: Path) -> dict | None:
     paths = [per_image_path(out, n) for n in ("avb_ac", "vae")]
     if not all(p.is_file() for p in paths):
         return None
-    a, v = (torch.load(p, weights_only=True) for p in paths)
-    sha = a.get("data_sha256")
-    if sha is None or sha != v.get("data_sha256") or a["log_px"] is None:
+    try:
+        return compare_evaluations(*paths)
+    except EvaluationError:  # files from other test images or another evaluation: no pairing
         return None
-    return paired_difference(a["log_px"], v["log_px"])
 
 
 def comparison(models: dict[str, dict], out: Path | None = None) -> dict | None:

@@ -126,10 +126,12 @@ def test_smoke_run_writes_json_table_and_figures(bench, tmp_path, capsys):
     per_image = {n: torch.load(out / f"mnist_per_image_{n}.pt") for n in ("vae", "avb_ac")}
     n_test = report["data"]["test_examples_evaluated"]
     for name, saved in per_image.items():
-        assert saved["log_px"].shape == (n_test,)
-        assert saved["log_px"].mean().item() == pytest.approx(report["models"][name]["log_px_ais"])
+        assert saved["log_px_ais"].shape == (n_test,)
+        assert saved["log_px_ais"].mean().item() == pytest.approx(
+            report["models"][name]["log_px_ais"]
+        )
     paired = cmp["paired_over_test_images"]
-    diff = per_image["avb_ac"]["log_px"] - per_image["vae"]["log_px"]
+    diff = per_image["avb_ac"]["log_px_ais"] - per_image["vae"]["log_px_ais"]
     assert paired["difference"] == pytest.approx(cmp["avb_ac_minus_vae_log_px_ais"], abs=1e-4)
     assert paired["difference_stderr_over_examples"] == pytest.approx(
         diff.std().item() / math.sqrt(n_test), rel=1e-4
@@ -239,9 +241,9 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
                              is_samples=2, seed=0, ais_leapfrog_steps=2)  # fmt: skip
     saved = torch.load(tmp_path / "mnist_per_image_a.pt")
     # readable by `implicit-vae compare` (same keys as evaluate's per-example files)
-    assert torch.equal(saved["log_px_ais"], saved["log_px"]) and len(saved["data_sha256"]) == 64
-    assert float(saved["log_px"].mean()) == pytest.approx(numbers["log_px_ais"], abs=1e-4)
-    shifted = {**saved, "log_px": saved["log_px"] - 1.0}
+    assert saved["log_px_ais_stderr"].shape == (6,) and len(saved["data_sha256"]) == 64
+    assert float(saved["log_px_ais"].mean()) == pytest.approx(numbers["log_px_ais"], abs=1e-4)
+    shifted = {**saved, "log_px_ais": saved["log_px_ais"] - 1.0}
     torch.save(shifted, tmp_path / "mnist_per_image_b.pt")
     out = ["--out", str(tmp_path)]
     assert paired.main(["compare", "--a", "a", "--b", "b", *out]) == 0
@@ -249,6 +251,11 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     assert report["difference"] == pytest.approx(1.0, abs=1e-5)
     assert report["difference_stderr_over_images"] == pytest.approx(0.0, abs=1e-5)
     assert report["images_where_a_is_higher"] == 1.0 and report["images"] == 6
+    # files from different test images are refused in one line, not paired
+    torch.save({**saved, "data_sha256": "0" * 64}, tmp_path / "mnist_per_image_d.pt")
+    capsys.readouterr()
+    assert paired.main(["compare", "--a", "a", "--b", "d", *out]) == 2
+    assert "different data" in capsys.readouterr().err
     # --max-test: the first N images only (their AIS draws differ from a full run's, so compare
     # settings only between runs over the same --max-test)
     assert (
@@ -256,5 +263,5 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
         == 0
     )
     first = torch.load(tmp_path / "mnist_per_image_c.pt")
-    assert first["log_px"].shape == (4,) and first["ais"]["steps"] == 4
-    assert torch.isfinite(first["log_px"]).all()
+    assert first["log_px_ais"].shape == (4,) and first["ais"]["steps"] == 4
+    assert torch.isfinite(first["log_px_ais"]).all()

@@ -19,6 +19,7 @@ def test_paired_difference_matches_hand_computation():
     assert out["difference_stderr_over_examples"] == pytest.approx(sd / 2)
     assert out["fraction_where_a_is_higher"] == pytest.approx(0.75)
     assert out["examples"] == 4
+    assert out["mean_a"] == pytest.approx(-98.75) and out["mean_b"] == pytest.approx(-99.375)
 
 
 def test_pairing_removes_the_shared_per_image_difficulty():

@@ -80,8 +80,9 @@ def paired_difference(log_px_a: torch.Tensor, log_px_b: torch.Tensor) -> dict[st
             B >= 2, in the same order.
 
     Returns:
-        ``{"difference", "difference_stderr_over_examples", "fraction_where_a_is_higher",
-        "examples"}``; the s.e. is ``std(a - b) / sqrt(B)`` (the test set's sampling error).
+        ``{"mean_a", "mean_b", "difference", "difference_stderr_over_examples",
+        "fraction_where_a_is_higher", "examples"}``; the s.e. is ``std(a - b) / sqrt(B)`` (the
+        test set's sampling error).
     """
     if log_px_a.shape != log_px_b.shape or log_px_a.dim() != 1:
         raise EvaluationError(
@@ -95,6 +96,8 @@ def paired_difference(log_px_a: torch.Tensor, log_px_b: torch.Tensor) -> dict[st
     if not torch.isfinite(diff).all():
         raise EvaluationError("paired_difference got non-finite per-example log p(x)")
     return {
+        "mean_a": log_px_a.double().mean().item(),
+        "mean_b": log_px_b.double().mean().item(),
         "difference": diff.mean().item(),
         "difference_stderr_over_examples": diff.std().item() / math.sqrt(n),
         "fraction_where_a_is_higher": (diff > 0).double().mean().item(),
