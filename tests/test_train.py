@@ -96,6 +96,37 @@ def test_resume_reproduces_an_unbroken_run(tmp_path, divergence, posterior):
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
+def test_resume_mid_schedule_continues_the_cosine_curve(tmp_path, monkeypatch):
+    """A cosine run stopped after its step-10 checkpoint and resumed equals the unbroken run: the
+    rate is a function of the step, so nothing about the schedule has to be restored."""
+    from implicit_vae.lightning_module import ImplicitVAEModule
+
+    extra = ["train.lr_schedule=cosine", "train.max_steps=25"]
+    fit(load_config(overrides=[*SMALL, *extra, f"train.run_dir={tmp_path / 'whole'}"]))
+
+    class Stop(Exception):
+        pass
+
+    original = ImplicitVAEModule.on_train_batch_end
+
+    def stop_after_step_10(self, *args):
+        original(self, *args)
+        if self.model_step == 10:
+            raise Stop
+
+    monkeypatch.setattr(ImplicitVAEModule, "on_train_batch_end", stop_after_step_10)
+    with pytest.raises(Stop):
+        fit(load_config(overrides=[*SMALL, *extra, f"train.run_dir={tmp_path / 'split'}"]))
+    monkeypatch.setattr(ImplicitVAEModule, "on_train_batch_end", original)
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.ckpt")["model_step"] == 10
+    fit(None, resume=tmp_path / "split")
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.ckpt")
+    assert a["model_step"] == b["model_step"] == 25
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
 def test_resume_keeps_earlier_metric_rows(tmp_path):
     run = tmp_path / "run"
     fit(load_config(overrides=[*SMALL, "train.max_steps=10", f"train.run_dir={run}"]))

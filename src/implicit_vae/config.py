@@ -20,6 +20,7 @@ from .divergences import ESTIMATORS
 from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS
 from .posteriors import POSTERIORS
+from .schedules import SCHEDULES
 from .priors import PRIORS
 
 
@@ -90,6 +91,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata=_at_least(0))
     lr: float = field(default=1e-3, metadata={"min": 0.0, "exclusive_min": True})
     critic_lr: float = field(default=1e-3, metadata={"min": 0.0, "exclusive_min": True})
+    lr_schedule: str = field(
+        default="constant", metadata=_choices(*SCHEDULES)
+    )  # factor on both learning rates: constant, or cosine decay to 0 over max_steps
     beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999})  # AVB uses 0.5
     beta2: float = field(default=0.999, metadata={"min": 0.0, "max": 0.9999})
     critic_steps: int = field(default=1, metadata=_at_least(0))  # critic updates per model update

@@ -32,6 +32,7 @@ from .distributed import World
 from .guards import CriticSaturationWarning, NonFiniteError, SaturationAlarm, SkipCounter
 from .model import ImplicitVAE
 from .runs import state_mismatch
+from .schedules import lr_factor
 
 log = logging.getLogger("implicit_vae.train")
 
@@ -127,6 +128,12 @@ class ImplicitVAEModule(L.LightningModule):
         """One batch: the critic updates, then the model update; None if the batch was skipped."""
         t, opts = self.cfg.train, self._optimizers()
         stats: dict[str, float] = {}
+        factor = lr_factor(t.lr_schedule, step, t.max_steps)
+        for opt, base in zip(opts, (t.lr, t.critic_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        if t.lr_schedule != "constant":
+            stats["lr"] = t.lr * factor
         if len(opts) > 1 and t.critic_steps > 0:
             for _ in range(t.critic_steps):
                 opts[1].zero_grad(set_to_none=True)
