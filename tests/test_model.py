@@ -26,7 +26,7 @@ def components(posterior: str = "implicit", estimator: str = "avb", likelihood: 
                latent_dims: tuple[int, int, int, int] = (LATENT_DIM,) * 4, data_dims=(DATA_DIM,) * 2):
     """Small posterior, prior, likelihood and estimator; dims per component can be made to disagree."""
     post_cls = POSTERIORS[posterior]
-    extra = {"noise_dim": 3} if posterior != "gaussian" else {}
+    extra = {"noise_dim": 3} if not posterior.startswith("gaussian") else {}
     if posterior == "noise_basis":
         extra.update(n_basis=2, basis_hidden=(8,))
     post = post_cls(data_dims[0], latent_dims[0], hidden=(16,), **extra)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from ..posteriors import GaussianPosterior, PosteriorSample
+from ..posteriors import FullCovarianceGaussianPosterior, GaussianPosterior, PosteriorSample
 from ..priors import Prior, StandardNormal
 from .base import DivergenceEstimator
 
 
 class AnalyticKL(DivergenceEstimator):
-    """Closed-form KL(q(z|x) ‖ p(z)) for a diagonal Gaussian q and a standard normal p, from the
-    moments carried by the sample: ½ Σ (μ² + σ² − 1 − log σ²) (Kingma & Welling 2014, App. B).
+    """Closed-form KL(q(z|x) ‖ p(z)) for a Gaussian q and a standard normal p, from the moments
+    carried by the sample: ½ Σ (μ² + σ² − 1 − log σ²) for a diagonal q (Kingma & Welling 2014,
+    App. B), ½ (‖μ‖² + tr Σ − D − log det Σ) for a full covariance Σ.
 
     Exact, so the ELBO it gives is a true lower bound.
     """
@@ -24,17 +25,22 @@ class AnalyticKL(DivergenceEstimator):
     def requirements_error(cls, posterior, prior):
         reason = super().requirements_error(posterior, prior)
         if reason is None and not (
-            isinstance(posterior, GaussianPosterior) and isinstance(prior, StandardNormal)
+            isinstance(posterior, (GaussianPosterior, FullCovarianceGaussianPosterior))
+            and isinstance(prior, StandardNormal)
         ):
             reason = (
-                f"AnalyticKL has a closed form only for GaussianPosterior against StandardNormal, "
+                "AnalyticKL has a closed form only for GaussianPosterior or "
+                "FullCovarianceGaussianPosterior against StandardNormal, "
                 f"not {type(posterior).__name__} against {type(prior).__name__}"
             )
         return reason
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         mean, var = q.mean, q.var  # (B, D)
-        return 0.5 * (mean.pow(2) + var - 1.0 - var.log()).sum(-1)
+        if q.log_det_cov is None:
+            return 0.5 * (mean.pow(2) + var - 1.0 - var.log()).sum(-1)
+        log_det = q.log_det_cov
+        return 0.5 * (mean.pow(2).sum(-1) + var.sum(-1) - mean.shape[-1] - log_det)
 
 
 class MonteCarloKL(DivergenceEstimator):
