@@ -180,6 +180,23 @@ def test_a_later_run_of_one_model_keeps_the_others_rows(bench, tmp_path):
 
 
 @needs_mnist
+def test_optional_full_covariance_vae_is_paired_against_avb_ac(bench, tmp_path):
+    """vae_full is not run by default; when run, the report pairs AVB-AC against it image by image
+    and the three required models still decide whether the report is complete."""
+    assert "vae_full" not in bench.parse_args([]).models
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = [*TINY, "--data-dir", str(DATA_DIR), "--workdir", str(work), "--out", str(out)]
+    assert bench.main([*args, "--models", "vae", "avb_ac", "vae_full"]) == 0
+    report = json.loads((out / "mnist.json").read_text())
+    assert report["models"]["vae_full"]["posterior"] == "gaussian_full" and not report["complete"]
+    assert "log_px_is" in report["models"]["vae_full"]  # explicit: IS is allowed
+    full = report["comparison"]["avb_ac_minus_vae_full_paired"]
+    expect = report["models"]["avb_ac"]["log_px_ais"] - report["models"]["vae_full"]["log_px_ais"]
+    assert full["difference"] == pytest.approx(expect, abs=1e-3) and full["examples"] == 20
+    assert "AVB-AC − full-covariance VAE (vae_full)" in (out / "mnist.md").read_text()
+
+
+@needs_mnist
 def test_contrast_diagnostic_reads_two_runs_and_writes_json_and_figure(tmp_path, capsys):
     """benchmarks/mnist_contrast.py on two tiny avb_ac runs (diagonal and full contrast): the JSON
     holds each run's correlation KL (>= 0), kurtosis and critic accuracy, and the figure is written."""

@@ -20,8 +20,8 @@ from .divergences import ESTIMATORS
 from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS
 from .posteriors import POSTERIORS
-from .schedules import SCHEDULES
 from .priors import PRIORS
+from .schedules import SCHEDULES
 
 
 class ConfigError(ValueError):
