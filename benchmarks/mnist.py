@@ -26,10 +26,11 @@ against it, which says how much of AVB-AC's gain over the diagonal VAE correlati
     python benchmarks/mnist.py                                  # full run (see the README table)
     python benchmarks/mnist.py --steps 50 --max-test 20 --ais-chains 2 --ais-steps 5   # smoke run
 
-Cost on one CPU thread of a busy 2-core machine (the README run): training 20,000 steps took 10.8 min
-(VAE), 24.9 min (AVB) and 30.3 min (AVB-AC; 28 min at its unshared 85 ms/step); AIS with 8 chains x
-1,000 steps on 1,000 images took 18-21 min per model with 2 leapfrog steps (``--ais-leapfrog 2``; 10
-steps cost about 5x as much and moved the VAE's AIS by 0.02 nat on 50 images). Every model's per-image
+Cost on one CPU thread of a 2-core machine shared with one other run (the README run): training
+20,000 steps took 7.1 min (VAE), 15.8 min (AVB), 22.6 min (AVB-AC) and 12.1 min (vae_full); AIS with 8
+chains x 1,000 steps on 1,000 images took 10-15 min per model with 2 leapfrog steps
+(``--ais-leapfrog 2``; 10 steps cost about 5x as much and moved the VAE's AIS by 0.02 nat on 50
+images). Every model's per-image
 AIS values are saved (``<out>/mnist_per_image_<model>.pt``) and, once the VAE and AVB-AC are both done,
 the report adds their paired difference with its standard error over test images.
 ``--threads 2`` only helps on an otherwise idle machine.

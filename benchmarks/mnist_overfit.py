@@ -33,9 +33,9 @@ from implicit_vae.plots import save_figure
 from implicit_vae.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = ("vae", "avb", "avb_ac")
-LABELS = {"vae": "Gaussian VAE", "avb": "AVB", "avb_ac": "AVB-AC"}
-COLOURS = {"vae": "C0", "avb": "C1", "avb_ac": "C2"}
+MODELS = ("vae", "avb", "avb_ac", "vae_full")
+LABELS = {"vae": "Gaussian VAE", "avb": "AVB", "avb_ac": "AVB-AC", "vae_full": "full-cov. VAE"}
+COLOURS = {"vae": "C0", "avb": "C1", "avb_ac": "C2", "vae_full": "C3"}
 TAIL_STEPS = 1000
 
 
