@@ -36,6 +36,8 @@ def describe(
             + (f" × {post.n_basis} bases" if hasattr(post, "n_basis") else "")
         )
         if noise
+        else "reparameterised N(μ(x), L(x) L(x)ᵀ)"
+        if terms.q.cov is not None
         else "reparameterised N(μ(x), σ²(x))"
     )
     kind = "KL" if est.is_kl else est.divergence_name
@@ -49,7 +51,8 @@ def describe(
         "",
         f"  sampler   x {_shape(x)} ─► {type(post).__name__}: {sampler}  ({_count(post)})",
         f"            ─► z {_shape(terms.q.z)}"
-        + ("   + moments μ, σ² " + _shape(terms.q.mean) if terms.q.mean is not None else ""),
+        + ("   + moments μ, σ² " + _shape(terms.q.mean) if terms.q.mean is not None else "")
+        + (", Σ " + _shape(terms.q.cov) if terms.q.cov is not None else ""),
         f"  decoder   z {_shape(terms.q.z)} ─► {type(lik).__name__} ─► parameters {_shape(logits)}"
         f"  ({_count(lik)})",
         f"            ─► reconstruction E_q log p(x|z) {_shape(terms.reconstruction)}",
