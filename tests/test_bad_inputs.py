@@ -226,7 +226,7 @@ CASES = [
     case("config-unknown-prior", lambda t, r: train(t, "model.prior=laplace"),
          ("model.prior: 'laplace'", "expected one of standard_normal"), ConfigError),
     case("config-unknown-posterior", lambda t, r: train(t, "model.posterior=flow"),
-         ("model.posterior: 'flow'", "expected one of gaussian, implicit, noise_basis"),
+         ("model.posterior: 'flow'", "expected one of gaussian, gaussian_full, implicit, noise_basis"),
          ConfigError),
     case("config-unknown-dataset", lambda t, r: train(t, "data.name=cifar10"),
          ("data.name: 'cifar10'", "expected one of toy4, digits, mnist, file"), ConfigError),

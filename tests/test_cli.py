@@ -38,7 +38,7 @@ def test_describe_shipped_toy_config(capsys):
         (["train", "--set", "train.batch_size=-4"], "train.batch_size: -4 is out of range"),
         (
             ["train", "--set", "model.posterior=flow"],
-            "expected one of gaussian, implicit, noise_basis",
+            "expected one of gaussian, gaussian_full, implicit, noise_basis",
         ),
         (
             ["train", "--set", "divergence.name=analytic", "--set", "model.posterior=implicit"],
