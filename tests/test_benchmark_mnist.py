@@ -282,3 +282,32 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     first = torch.load(tmp_path / "mnist_per_image_c.pt")
     assert first["log_px_ais"].shape == (4,) and first["ais"]["steps"] == 4
     assert torch.isfinite(first["log_px_ais"]).all()
+
+
+@needs_mnist
+def test_posterior_shape_summary_of_a_run(tmp_path, capsys):
+    """benchmarks/mnist_posterior_shape.py on a tiny avb_ac run: kurtosis > 0, correlation KL >= 0,
+    a critic accuracy in [0, 1]; a directory without a run is one line and exit code 2."""
+    shape = load_benchmark_script("mnist_posterior_shape.py")
+    from implicit_vae.config import load_config
+    from implicit_vae.train import fit
+
+    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
+    cfg = load_config(
+        REPO / "src" / "implicit_vae" / "configs" / "mnist_avb_ac.yaml",
+        [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
+         f"train.run_dir={tmp_path / 'run'}"],
+    )  # fmt: skip
+    run, _ = fit(cfg)
+    x = torch.bernoulli(torch.full((4, 784), 0.3), generator=torch.Generator().manual_seed(0))
+    torch.save(x.to(torch.uint8), tmp_path / "x.pt")
+    argv = ["--run", "tiny", str(run), "--test-tensor", str(tmp_path / "x.pt"), "--samples", "200",
+            "--out", str(tmp_path / "out")]
+    assert shape.main(argv) == 0
+    r = json.loads((tmp_path / "out" / "mnist_posterior_shape.json").read_text())["runs"]["tiny"]
+    assert r["kurtosis"]["mean"] > 0 and r["kl_from_correlations"]["min"] >= -1e-6
+    assert 0.0 <= r["critic_accuracy_last_10pct"] <= 1.0
+    capsys.readouterr()
+    assert shape.main(["--run", "x", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a finished run" in err
