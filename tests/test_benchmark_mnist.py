@@ -39,6 +39,20 @@ TINY = [
 ]  # fmt: skip
 
 
+def _tiny_mnist_run(config: str, run_dir: Path, *overrides: str) -> Path:
+    """A 10-step run of a shipped MNIST config with TINY's networks, trained into ``run_dir``."""
+    from implicit_vae.config import load_config
+    from implicit_vae.train import fit
+
+    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
+    cfg = load_config(
+        REPO / "src" / "implicit_vae" / "configs" / config,
+        [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
+         *overrides, f"train.run_dir={run_dir}"],
+    )  # fmt: skip
+    return fit(cfg)[0]
+
+
 @pytest.fixture(scope="module")
 def bench():
     return load_benchmark_script("mnist.py", "mnist_benchmark")
@@ -201,18 +215,9 @@ def test_contrast_diagnostic_reads_two_runs_and_writes_json_and_figure(tmp_path,
     """benchmarks/mnist_contrast.py on two tiny avb_ac runs (diagonal and full contrast): the JSON
     holds each run's correlation KL (>= 0), kurtosis and critic accuracy, and the figure is written."""
     contrast = load_benchmark_script("mnist_contrast.py")
-    from implicit_vae.config import load_config
-    from implicit_vae.train import fit
-
-    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
     runs = {}
     for name in ("diagonal", "full"):
-        cfg = load_config(
-            REPO / "src" / "implicit_vae" / "configs" / "mnist_avb_ac.yaml",
-            [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
-             f"divergence.contrast={name}", f"train.run_dir={tmp_path / name}"],
-        )  # fmt: skip
-        runs[name], _ = fit(cfg)
+        runs[name] = _tiny_mnist_run("mnist_avb_ac.yaml", tmp_path / name, f"divergence.contrast={name}")
     x = torch.bernoulli(torch.full((5, 784), 0.3), generator=torch.Generator().manual_seed(0))
     torch.save(x.to(torch.uint8), tmp_path / "x.pt")
     out = tmp_path / "out"
@@ -236,18 +241,10 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     the same settings (so it reproduces mnist.json), and `compare` reports the paired difference
     with its standard error over images."""
     paired = load_benchmark_script("mnist_paired.py")
-    from implicit_vae.config import load_config
     from implicit_vae.evaluate.run import evaluate_model
     from implicit_vae.runs import load_run
-    from implicit_vae.train import fit
 
-    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
-    cfg = load_config(
-        REPO / "src" / "implicit_vae" / "configs" / "mnist_vae.yaml",
-        [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
-         f"train.run_dir={tmp_path / 'vae'}"],
-    )  # fmt: skip
-    run, _ = fit(cfg)
+    run = _tiny_mnist_run("mnist_vae.yaml", tmp_path / "vae")
     x = torch.bernoulli(torch.full((6, 784), 0.3), generator=torch.Generator().manual_seed(0))
     torch.save(x.to(torch.uint8), tmp_path / "x.pt")
     common = ["--test-tensor", str(tmp_path / "x.pt"), "--ais-chains", "2", "--ais-steps", "4",
@@ -289,16 +286,7 @@ def test_posterior_shape_summary_of_a_run(tmp_path, capsys):
     """benchmarks/mnist_posterior_shape.py on a tiny avb_ac run: kurtosis > 0, correlation KL >= 0,
     a critic accuracy in [0, 1]; a directory without a run is one line and exit code 2."""
     shape = load_benchmark_script("mnist_posterior_shape.py")
-    from implicit_vae.config import load_config
-    from implicit_vae.train import fit
-
-    tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
-    cfg = load_config(
-        REPO / "src" / "implicit_vae" / "configs" / "mnist_avb_ac.yaml",
-        [*tiny, f"data.path={DATA_DIR}", "train.max_steps=10", "train.progress_bar=false",
-         f"train.run_dir={tmp_path / 'run'}"],
-    )  # fmt: skip
-    run, _ = fit(cfg)
+    run = _tiny_mnist_run("mnist_avb_ac.yaml", tmp_path / "run")
     x = torch.bernoulli(torch.full((4, 784), 0.3), generator=torch.Generator().manual_seed(0))
     torch.save(x.to(torch.uint8), tmp_path / "x.pt")
     argv = ["--run", "tiny", str(run), "--test-tensor", str(tmp_path / "x.pt"), "--samples", "200",
