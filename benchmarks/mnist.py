@@ -30,9 +30,9 @@ Cost on one CPU thread of a 2-core machine shared with one other run (the README
 20,000 steps took 7.1 min (VAE), 15.8 min (AVB), 22.6 min (AVB-AC) and 12.1 min (vae_full); AIS with 8
 chains x 1,000 steps on 1,000 images took 10-15 min per model with 2 leapfrog steps
 (``--ais-leapfrog 2``; 10 steps cost about 5x as much and moved the VAE's AIS by 0.02 nat on 50
-images). Every model's per-image
-AIS values are saved (``<out>/mnist_per_image_<model>.pt``) and, once the VAE and AVB-AC are both done,
-the report adds their paired difference with its standard error over test images.
+images). Every model's per-image AIS values are saved (``<out>/mnist_per_image_<model>.pt``) and,
+once the VAE and AVB-AC are both done, the report adds their paired difference with its standard
+error over test images.
 ``--threads 2`` only helps on an otherwise idle machine.
 With ``--workdir DIR --reuse-runs`` a model whose finished run of the same config is in DIR is
 evaluated without training it again; a later run of some models into the same ``--out`` keeps the other
@@ -492,16 +492,18 @@ def save_per_image(out: Path, name: str, per_example: dict, x_test: torch.Tensor
     )
 
 
-def _paired(out: Path, a: str = "avb_ac", b: str = "vae") -> dict | None:
-    """Model a − model b image by image, if both per-image files in ``out`` are on the same
-    images."""
+def _paired(out: Path, models: dict[str, dict], a: str, b: str) -> dict | None:
+    """Model a − model b image by image, if both per-image files in ``out`` are on the same images
+    and belong to the rows in ``models`` (their mean difference is the rows' difference)."""
     paths = [per_image_path(out, n) for n in (a, b)]
     if not all(p.is_file() for p in paths):
         return None
     try:
-        return compare_evaluations(*paths)
+        paired = compare_evaluations(*paths)
     except EvaluationError:  # files from other test images or another evaluation: no pairing
         return None
+    rows = models[a]["log_px_ais"] - models[b]["log_px_ais"]
+    return paired if math.isclose(paired["difference"], rows, abs_tol=1e-3) else None
 
 
 def comparison(models: dict[str, dict], out: Path | None = None) -> dict | None:
@@ -519,18 +521,14 @@ def comparison(models: dict[str, dict], out: Path | None = None) -> dict | None:
         "goal": f"AVB-AC at least {GOAL_NATS:g} nat better than the Gaussian VAE in AIS log p(x)",
         "goal_met": bool(diff >= GOAL_NATS),
     }
-    paired = _paired(out) if out is not None else None
-    if paired is not None and math.isclose(paired["difference"], diff, abs_tol=1e-3):
-        result["paired_over_test_images"] = paired
-    if "vae_full" in models and out is not None:
-        # How much of AVB-AC's gain a full-covariance Gaussian posterior already gives.
-        full = _paired(out, "avb_ac", "vae_full")
-        if full is not None and math.isclose(
-            full["difference"],
-            a["log_px_ais"] - models["vae_full"]["log_px_ais"],
-            abs_tol=1e-3,
-        ):
-            result["avb_ac_minus_vae_full_paired"] = full
+    if out is None:
+        return result
+    # vae_full: how much of AVB-AC's gain a full-covariance Gaussian posterior already gives.
+    pairs = (("paired_over_test_images", "vae"), ("avb_ac_minus_vae_full_paired", "vae_full"))
+    for key, baseline in pairs:
+        paired = _paired(out, models, "avb_ac", baseline) if baseline in models else None
+        if paired is not None:
+            result[key] = paired
     return result
 
 

@@ -11,8 +11,8 @@ its report (``<results>/mnist_<model>_metrics.csv``) and summarises, per model:
 * ``generalisation_gap = val_loss_final − train_loss_last_1000_steps``, in nats per image.
 
     python benchmarks/mnist_overfit.py                       # benchmarks/results
-    python benchmarks/mnist_overfit.py --results benchmarks/results "constant lr" \\
-        --results benchmarks/results/mnist_cosine_lr "cosine lr"
+    python benchmarks/mnist_overfit.py --results benchmarks/results/mnist_constant_lr "constant lr" \\
+        --results benchmarks/results "cosine lr (shipped configs)"     # the README figure
 
 Writes ``<out>/mnist_generalisation.json`` and ``<out>/mnist_generalisation.png`` (one panel per results
 directory: smoothed training loss solid, validation loss dashed); ``<out>`` defaults to the first
@@ -113,14 +113,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", nargs=2, action="append", metavar=("DIR", "LABEL"),
                         help="a results directory of benchmarks/mnist.py and its panel title "
-                        "(repeatable; default: benchmarks/results 'constant lr')")
+                        "(repeatable; default: benchmarks/results 'shipped configs')")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sources = [(Path(d), label) for d, label in (args.results or [(str(RESULTS), "constant lr")])]
+    sources = [(Path(d), label) for d, label in (args.results or [(str(RESULTS), "shipped configs")])]
     out = args.out or sources[0][0]
     try:
         panels: dict[str, dict[str, dict[str, np.ndarray]]] = {}

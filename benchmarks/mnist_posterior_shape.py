@@ -26,7 +26,7 @@ from implicit_vae.runs import write_json
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _contrast_module():
+def _load_contrast_module():
     path = Path(__file__).resolve().parent / "mnist_contrast.py"
     spec = importlib.util.spec_from_file_location("mnist_contrast", path)
     module = importlib.util.module_from_spec(spec)
@@ -34,9 +34,13 @@ def _contrast_module():
     return module
 
 
+posterior_shape = _load_contrast_module().posterior_shape  # one measurement for both scripts
+
+
 def shape_summary(run_dir: Path, x: torch.Tensor, samples: int, seed: int) -> dict:
-    """posterior_shape's numbers for one run, plus its final critic accuracy (last 10 % of logs)."""
-    shape = _contrast_module().posterior_shape(run_dir, x, samples, seed)
+    """posterior_shape's numbers for one run, plus its final critic accuracy (last 10 % of logs;
+    None for a run without a critic)."""
+    shape = posterior_shape(run_dir, x, samples, seed)
     accuracy = [a for _, a in shape.pop("_accuracy")]
     shape.pop("_view")
     tail = accuracy[-max(1, len(accuracy) // 10) :]
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"benchmarks/mnist_posterior_shape.py: error: {problems[0]}", file=sys.stderr)
         return 2
-    x = torch.load(args.test_tensor).float()[: args.examples]
+    x = torch.load(args.test_tensor, weights_only=True).float()[: args.examples]
     report = {
         "examples": int(x.shape[0]),
         "samples_per_example": args.samples,
@@ -69,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "mnist_posterior_shape.json", report)
     for label, r in report["runs"].items():
+        accuracy = r["critic_accuracy_last_10pct"]
         print(f"{label}: correlation KL {r['kl_from_correlations']['mean']:.2f} nat, kurtosis "
               f"{r['kurtosis']['mean']:.2f} (max {r['kurtosis']['max']:.1f}), critic accuracy "
-              f"{r['critic_accuracy_last_10pct']:.3f}")
+              + ("—" if accuracy is None else f"{accuracy:.3f}"))
     return 0
 
 

@@ -143,9 +143,9 @@ class FullCovarianceGaussianPosterior(Posterior):
     """Explicit Gaussian q(z|x) = N(μ(x), L(x) L(x)ᵀ) with a full covariance, reparameterised.
 
     The encoder outputs μ (D values) and the D(D+1)/2 entries of a lower-triangular Cholesky factor
-    L whose diagonal is exp(·) of its raw value, so L L^T is positive definite for any output. The
-    baseline for what correlations alone buy: an implicit posterior with adaptive contrast whose critic
-    sits at chance is about this family (Kingma et al. 2016, IAF, Sec. 3, uses the same factor).
+    L whose diagonal is exp(·) of its raw value, so L Lᵀ is positive definite for any output
+    (Kingma et al. 2016, IAF, Sec. 3, uses the same factor). The baseline for what correlations
+    alone buy over the diagonal Gaussian, and so for what an implicit posterior adds beyond them.
     """
 
     has_density = True
