@@ -284,7 +284,8 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
 @needs_mnist
 def test_posterior_shape_summary_of_a_run(tmp_path, capsys):
     """benchmarks/mnist_posterior_shape.py on a tiny avb_ac run: kurtosis > 0, correlation KL >= 0,
-    a critic accuracy in [0, 1]; a directory without a run is one line and exit code 2."""
+    a critic accuracy in [0, 1], the critic's KL(q̃ ‖ N) and its marginal lower bound per image;
+    a directory without a run is one line and exit code 2."""
     shape = load_benchmark_script("mnist_posterior_shape.py")
     run = _tiny_mnist_run("mnist_avb_ac.yaml", tmp_path / "run")
     x = torch.bernoulli(torch.full((4, 784), 0.3), generator=torch.Generator().manual_seed(0))
@@ -295,6 +296,10 @@ def test_posterior_shape_summary_of_a_run(tmp_path, capsys):
     r = json.loads((tmp_path / "out" / "mnist_posterior_shape.json").read_text())["runs"]["tiny"]
     assert r["kurtosis"]["mean"] > 0 and r["kl_from_correlations"]["min"] >= -1e-6
     assert 0.0 <= r["critic_accuracy_last_10pct"] <= 1.0
+    charge = r["critic_charge"]
+    assert len(charge["critic_kl_per_image"]) == len(charge["marginal_kl_per_image"]) == 4
+    assert math.isfinite(charge["critic_kl"]) and charge["marginal_kl"] > -0.1
+    assert 0.0 <= charge["share_beyond_4"] <= 1.0
     capsys.readouterr()
     assert shape.main(["--run", "x", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
