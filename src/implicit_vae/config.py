@@ -82,6 +82,9 @@ class DivergenceConfig:
     contrast: str = field(
         default="diagonal", metadata=_choices("diagonal", "full")
     )  # avb_ac: normalise z by q's standard deviations (AVB) or by its full covariance
+    contrast_scale: float = field(
+        default=1.0, metadata={"min": 0.0, "exclusive_min": True}
+    )  # avb_ac: contrast N(μ, s²Σ); s > 1 lets the critic see, and charge, q's heavy tails
 
 
 @dataclass

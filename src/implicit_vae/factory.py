@@ -90,12 +90,18 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
             "gaussian_skip": skip,
             "waymarks": d.waymarks,
             "contrast": d.contrast,
+            "contrast_scale": d.contrast_scale,
         },
     )
     if d.contrast != "diagonal" and "contrast" not in options:
         raise ConfigError(
             f"divergence.contrast: {d.contrast!r} applies to avb_ac only, but divergence.name is "
             f"{d.name!r}; leave it at 'diagonal'"
+        )
+    if d.contrast_scale != 1.0 and "contrast_scale" not in options:
+        raise ConfigError(
+            f"divergence.contrast_scale: {d.contrast_scale} applies to avb_ac only, but "
+            f"divergence.name is {d.name!r}; leave it at 1.0"
         )
     if d.waymarks > 1 and "waymarks" not in options:
         takers = [n for n, c in ESTIMATORS.items() if "waymarks" in _options(c, {"waymarks": 1})]
