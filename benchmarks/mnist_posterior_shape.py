@@ -7,7 +7,9 @@ coordinates of z whitened by q's full covariance (3 for a Gaussian; heavier tail
 Gaussian contrast credits as entropy and the critic has to charge); the critic's accuracy over the
 last 10 % of training; and how much of the non-Gaussian part of the KL the critic charges:
 
-- ``critic_kl``: E_q[T(x, z̃)], the critic's estimate of KL(q̃ ‖ N(0, I)), z̃ the whitened z;
+- ``critic_kl``: E_q[T(x, z̃)], the critic's estimate of KL(q̃ ‖ N(0, I)), z̃ the whitened z
+  (for a contrast widened by s, ``divergence.contrast_scale``, T sees z̃/s and the closed-form
+  rest, E[½‖z̃‖²(1 − 1/s²)] − D log s, is added);
 - ``marginal_kl``: Σ_d KL(q̃_d ‖ N(0, 1)) over the coordinates of z̃, each from its draws by a
   spacing estimate of the entropy. Because
   N(0, I) is a product, KL(q̃ ‖ N(0, I)) = Σ_d KL(q̃_d ‖ N(0, 1)) + (total correlation ≥ 0), so
@@ -75,7 +77,12 @@ def critic_charge(run_dir: Path, x: torch.Tensor, samples: int, seed: int) -> di
     with torch.no_grad():
         q = model.posterior.sample(x, samples)
         z_tilde, _ = whiten(q.z - q.mean, q.covariance(), estimator.variance_floor)  # (n, B, D)
-        critic_kl = estimator.critic(*_pair(x, z_tilde)).view(z_tilde.shape[:2]).mean(0)  # (B,)
+        # A contrast widened by s compares z̃/s with N(0, I); KL(q̃ ‖ N(0, I)) is then
+        # E[T(z̃/s)] + E[log N(z̃/s; 0, I) − D log s − log N(z̃; 0, I)].
+        s, d = estimator.contrast_scale, z_tilde.shape[-1]
+        t = estimator.critic(*_pair(x, z_tilde / s)).view(z_tilde.shape[:2])  # (n, B)
+        shift = 0.5 * z_tilde.pow(2).sum(-1) * (1 - s**-2) - d * math.log(s)
+        critic_kl = (t + shift).mean(0)  # (B,)
     white = z_tilde.permute(1, 2, 0).numpy()  # (B, D, n)
     marginal = np.array([sum(marginal_kl_1d(coordinate) for coordinate in image) for image in white])
     return {

@@ -300,6 +300,9 @@ def test_posterior_shape_summary_of_a_run(tmp_path, capsys):
     assert len(charge["critic_kl_per_image"]) == len(charge["marginal_kl_per_image"]) == 4
     assert math.isfinite(charge["critic_kl"]) and charge["marginal_kl"] > -0.1
     assert 0.0 <= charge["share_beyond_4"] <= 1.0
+    wide = _tiny_mnist_run("mnist_avb_ac.yaml", tmp_path / "wide", "divergence.contrast_scale=2")
+    charge = shape.critic_charge(wide, x, 200, seed=0)  # the closed-form part of a wider contrast
+    assert all(math.isfinite(v) for v in charge["critic_kl_per_image"])
     capsys.readouterr()
     assert shape.main(["--run", "x", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
