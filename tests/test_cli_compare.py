@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -47,6 +49,22 @@ def test_evaluate_writes_per_example_values_matching_its_means(evaluations):
         assert saved["log_px_ais"].mean().item() == pytest.approx(result["log_px_ais"], abs=1e-4)
         assert ("log_px_is" in saved) == (name == "vae")  # IS only with an explicit posterior
         assert saved["split"] == "test" and len(saved["data_sha256"]) == 64
+
+
+def test_compare_into_a_closed_pipe_stops_quietly(evaluations):
+    """`implicit-vae compare A B | head -1` when the reader has gone before the first line: the
+    command must stop without a traceback (the read end is closed before the child, which first
+    imports torch, gets to print)."""
+    a = evaluations["ac"].with_name("ac_per_example.pt")
+    b = evaluations["vae"].with_name("vae_per_example.pt")
+    call = f"main(['compare', {str(a)!r}, {str(b)!r}])"
+    code = f"import sys; from implicit_vae.cli import main; sys.exit({call})"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    child.stdout.close()
+    errors = child.stderr.read()
+    assert child.wait(timeout=120) == 1
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
 
 
 def test_compare_prints_the_paired_difference(evaluations, capsys):

@@ -280,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("implicit-vae: interrupted; the last checkpoint is intact", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`implicit-vae compare A B | head -1`): stop quietly, and point
+        # stdout at devnull so that the interpreter's final flush does not raise again.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must stay open until exit
+        return 1
     return 0
 
 
