@@ -69,7 +69,7 @@ def critic_charge(run_dir: Path, x: torch.Tensor, samples: int, seed: int) -> di
     """The critic's estimate of KL(q̃ ‖ N(0, I)) against the marginal lower bound, per image of x
     (means over images), and the share of draws with some |z̃_d| > 4; None unless the run is an
     ``avb_ac`` run with the full contrast."""
-    cfg, model, _ = load_run(run_dir, with_data=False)
+    _, model, _ = load_run(run_dir, with_data=False)
     estimator = model.estimator
     if not (isinstance(estimator, AVBAdaptiveContrast) and estimator.contrast == "full"):
         return None

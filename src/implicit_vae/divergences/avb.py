@@ -134,7 +134,7 @@ class AVBAdaptiveContrast(AVB):
     samples are, and N(0, I) contrast draws almost never reach the tails of a heavy-tailed q̃, so
     there T stays near its value at the edge of the contrast and the logistic loss, saturated,
     no longer pushes it up; q's outliers then go uncharged (on MNIST the critic reported 0.02-0.10
-    nat where the coordinates' marginals alone carry 0.2-0.5). With s > 1 the contrast covers
+    nat where the coordinates' marginals alone carry at least 0.12-0.42). With s > 1 the contrast covers
     those tails, and log r_α charges them quadratically in closed form, ½‖L⁻¹(z − μ)‖²(1 − 1/s²)
     more than at s = 1, leaving the critic the bounded rest (KL(N(0, I/s²) ‖ N(0, I)) =
     D(log s − (1 − 1/s²)/2), 1 nat for s = 1.5 at D = 8, where a critic is still accurate).
