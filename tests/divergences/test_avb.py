@@ -261,20 +261,30 @@ class _ZeroCritic(torch.nn.Module):
         return z.new_zeros(z.shape[0])
 
 
+RHO = 0.95  # correlation of the 2-D Gaussian q of the contrast tests
+
+
+def _correlated_gaussian_q(n: int) -> tuple[PosteriorSample, float]:
+    """n draws of q = N((0.5, −0.3), Σ), standard deviations 1 and 0.6 with correlation RHO, as a
+    PosteriorSample with exact moments (z of shape (n, 1, 2)), and KL(q ‖ N(0, I))."""
+    mean = torch.tensor([[0.5, -0.3]])
+    cov = torch.tensor([[[1.0, RHO * 0.6], [RHO * 0.6, 0.36]]])
+    q_dist = torch.distributions.MultivariateNormal(mean, cov)
+    sample = PosteriorSample(
+        z=q_dist.sample((n,)), mean=mean, var=cov.diagonal(dim1=1, dim2=2), cov=cov
+    )
+    p = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    return sample, float(torch.distributions.kl_divergence(q_dist, p))
+
+
 def test_full_contrast_accounts_for_correlations_exactly():
     """q = N(μ, Σ) in 2-D with correlation ρ = 0.95 and exact moments. With the full contrast z̃ is
     exactly N(0, I), so the optimal critic is T ≡ 0 and the estimate with T ≡ 0 is the closed-form
     KL(q ‖ N(0, I)) (to Monte Carlo error, 4 s.e.); the diagonal contrast leaves the correlation
     part −½ log(1 − ρ²) ≈ 1.16 nats to the critic, so with T ≡ 0 it falls short by that much."""
     torch.manual_seed(0)
-    rho, n = 0.95, 200_000
-    mean = torch.tensor([[0.5, -0.3]])
-    cov = torch.tensor([[[1.0, rho * 0.6], [rho * 0.6, 0.36]]])
-    q_dist = torch.distributions.MultivariateNormal(mean, cov)
-    z = q_dist.sample((n,))  # (n, 1, 2)
-    sample = PosteriorSample(z=z, mean=mean, var=cov.diagonal(dim1=1, dim2=2), cov=cov)
-    p = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
-    true_kl = float(torch.distributions.kl_divergence(q_dist, p))
+    n = 200_000
+    sample, true_kl = _correlated_gaussian_q(n)
     x = torch.zeros(1, 3)
     estimates = {}
     for contrast in ("full", "diagonal"):
@@ -284,7 +294,7 @@ def test_full_contrast_accounts_for_correlations_exactly():
             estimates[contrast] = float(est.estimate(x, sample, StandardNormal(2)))
     se = 4 * math.sqrt(2.0 / n) * 2  # generous: log-ratio terms have variance of order D
     assert abs(estimates["full"] - true_kl) < se
-    correlation_part = -0.5 * math.log(1 - rho**2)
+    correlation_part = -0.5 * math.log(1 - RHO**2)
     assert estimates["full"] - estimates["diagonal"] == pytest.approx(correlation_part, abs=se)
 
 
@@ -320,18 +330,6 @@ class _WideContrastOptimalCritic(torch.nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         d = z.shape[-1]
         return d * math.log(self.scale) - 0.5 * z.pow(2).sum(-1) * (self.scale**2 - 1)
-
-
-def _correlated_gaussian_q(n: int) -> tuple[PosteriorSample, float]:
-    """n draws of a correlated 2-D Gaussian q with exact moments, and KL(q ‖ N(0, I))."""
-    mean = torch.tensor([[0.5, -0.3]])
-    cov = torch.tensor([[[1.0, 0.57], [0.57, 0.36]]])
-    q_dist = torch.distributions.MultivariateNormal(mean, cov)
-    sample = PosteriorSample(
-        z=q_dist.sample((n,)), mean=mean, var=cov.diagonal(dim1=1, dim2=2), cov=cov
-    )
-    p = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
-    return sample, float(torch.distributions.kl_divergence(q_dist, p))
 
 
 @pytest.mark.parametrize("contrast", ["full", "diagonal"])
