@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from implicit_vae.benchmarks.cases import gaussian_case
-from implicit_vae.runs import write_json
+from implicit_vae.training.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from implicit_vae.config import load_config
-from implicit_vae.evaluate.run import evaluate_model
-from implicit_vae.runs import load_run, write_json
-from implicit_vae.train import fit
+from implicit_vae.evaluation.run import evaluate_model
+from implicit_vae.training.fit import fit
+from implicit_vae.training.runs import load_run, write_json
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "implicit_vae" / "configs"
 MODELS = {"vae": "digits_vae.yaml", "avb": "digits_avb.yaml", "avb_ac": "default.yaml"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from implicit_vae.benchmarks.cli import main
+from implicit_vae.cli.benchmark import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="kl_accuracy.py", results=Path(__file__).resolve().parent / "results"))

@@ -63,12 +63,16 @@ import torch
 
 from implicit_vae.config import ConfigError, load_config
 from implicit_vae.data import DataError, load_mnist_dir
-from implicit_vae.evaluate import EvaluationError
-from implicit_vae.evaluate.compare import compare_evaluations, data_fingerprint
-from implicit_vae.evaluate.run import evaluate_model
-from implicit_vae.plots import plot_reconstructions, plot_samples, plot_training_curves
-from implicit_vae.runs import load_run, write_json
-from implicit_vae.train import fit
+from implicit_vae.evaluation import EvaluationError
+from implicit_vae.evaluation.compare import compare_evaluations, data_fingerprint
+from implicit_vae.evaluation.figures import (
+    plot_reconstructions,
+    plot_samples,
+    plot_training_curves,
+)
+from implicit_vae.evaluation.run import evaluate_model
+from implicit_vae.training.fit import fit
+from implicit_vae.training.runs import load_run, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "src" / "implicit_vae" / "configs"

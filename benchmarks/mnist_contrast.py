@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from implicit_vae.divergences.avb import AVBAdaptiveContrast, whiten
-from implicit_vae.plots import _figure, _styled, save_figure
-from implicit_vae.runs import load_run, write_json
+from implicit_vae.divergences.adaptive_contrast import AVBAdaptiveContrast
+from implicit_vae.divergences.whitening import whiten
+from implicit_vae.evaluation.figures import _figure, _styled, save_figure
+from implicit_vae.training.runs import load_run, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from implicit_vae.plots import save_figure
-from implicit_vae.runs import write_json
+from implicit_vae.evaluation.figures import save_figure
+from implicit_vae.training.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("vae", "avb", "avb_ac", "vae_full")

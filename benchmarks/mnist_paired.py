@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from implicit_vae.evaluate import EvaluationError, ais_log_likelihood
-from implicit_vae.evaluate.compare import compare_evaluations, data_fingerprint
-from implicit_vae.evaluate.run import ais_initial
-from implicit_vae.runs import load_run, write_json
+from implicit_vae.evaluation import EvaluationError, ais_log_likelihood
+from implicit_vae.evaluation.compare import compare_evaluations, data_fingerprint
+from implicit_vae.evaluation.run import ais_initial
+from implicit_vae.training.runs import load_run, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

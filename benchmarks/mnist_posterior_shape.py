@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from scipy.special import digamma
 
-from implicit_vae.divergences.avb import AVBAdaptiveContrast, _pair, whiten
-from implicit_vae.runs import load_run, write_json
+from implicit_vae.divergences.adaptive_contrast import AVBAdaptiveContrast
+from implicit_vae.divergences.critics import pair_with_x
+from implicit_vae.divergences.whitening import whiten
+from implicit_vae.training.runs import load_run, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -80,7 +82,7 @@ def critic_charge(run_dir: Path, x: torch.Tensor, samples: int, seed: int) -> di
         # A contrast widened by s compares z̃/s with N(0, I); KL(q̃ ‖ N(0, I)) is then
         # E[T(z̃/s)] + E[log N(z̃/s; 0, I) − D log s − log N(z̃; 0, I)].
         s, d = estimator.contrast_scale, z_tilde.shape[-1]
-        t = estimator.critic(*_pair(x, z_tilde / s)).view(z_tilde.shape[:2])  # (n, B)
+        t = estimator.critic(*pair_with_x(x, z_tilde / s)).view(z_tilde.shape[:2])  # (n, B)
         shift = 0.5 * z_tilde.pow(2).sum(-1) * (1 - s**-2) - d * math.log(s)
         critic_kl = (t + shift).mean(0)  # (B,)
     white = z_tilde.permute(1, 2, 0).numpy()  # (B, D, n)

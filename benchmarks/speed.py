@@ -40,12 +40,12 @@ from pathlib import Path
 import torch
 
 from implicit_vae.config import load_config
+from implicit_vae.config.factory import build_model
 from implicit_vae.data import load_dataset
-from implicit_vae.evaluate import ais_log_likelihood
-from implicit_vae.evaluate.run import ais_initial
-from implicit_vae.factory import build_model
-from implicit_vae.runs import write_json
-from implicit_vae.stream import BatchStream
+from implicit_vae.data.stream import BatchStream
+from implicit_vae.evaluation import ais_log_likelihood
+from implicit_vae.evaluation.run import ais_initial
+from implicit_vae.training.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"train_step": 1.10, "ais_floor": 1.25, "ais_memory": 1.05}
@@ -96,7 +96,7 @@ def time_fit(steps: int, threads: int, run_dir: Path) -> dict[str, float]:
     docstring), and of the whole ``fit`` (bare steps left out), its start-up and its tail."""
     import lightning as L
 
-    from implicit_vae import train as train_module
+    from implicit_vae.training import fit as train_module
 
     sets = f"max_steps={steps} threads={threads} progress_bar=false run_dir={run_dir}"
     cfg = load_config(overrides=[f"train.{s}" for s in sets.split()])

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from implicit_vae.config import load_config
-from implicit_vae.evaluate import exact_log_likelihood_2d
-from implicit_vae.plots import plot_posterior_scatter
-from implicit_vae.runs import load_run, write_json
-from implicit_vae.train import fit
+from implicit_vae.evaluation import exact_log_likelihood_2d
+from implicit_vae.evaluation.figures import plot_posterior_scatter
+from implicit_vae.training.fit import fit
+from implicit_vae.training.runs import load_run, write_json
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "implicit_vae" / "configs"
 MODELS = {

@@ -21,19 +21,19 @@ import numpy as np
 import pytest
 import torch
 
-from implicit_vae.checkpoint import CheckpointError, atomic_save
 from implicit_vae.cli import main, resolve_config
 from implicit_vae.config import ConfigError, DataConfig, load_config, parse_override
 from implicit_vae.data import DataError, load_dataset
 from implicit_vae.divergences import ESTIMATORS
-from implicit_vae.evaluate import EvaluationError
-from implicit_vae.evaluate.run import split_data
+from implicit_vae.evaluation import EvaluationError
+from implicit_vae.evaluation.run import split_data
 from implicit_vae.likelihoods import LIKELIHOODS
 from implicit_vae.model import ImplicitVAE, IncompatibleComponentsError
 from implicit_vae.posteriors import POSTERIORS
 from implicit_vae.priors import StandardNormal
-from implicit_vae.runs import load_run
-from implicit_vae.train import fit
+from implicit_vae.training.checkpoint import CheckpointError, atomic_save
+from implicit_vae.training.fit import fit
+from implicit_vae.training.runs import load_run
 from tiny_runs import TINY_NETWORKS
 
 # Every train command carries these, so a case that wrongly succeeded would still be quick.
@@ -55,7 +55,7 @@ def trained(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("bad_inputs") / "run"
     overrides = [*SMALL, "train.max_steps=4", "train.val_every=2", f"train.run_dir={run}"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("implicit_vae.report.write_plots", lambda *args, **kwargs: None)
+        mp.setattr("implicit_vae.training.report.write_plots", lambda *args, **kwargs: None)
         fit(load_config(overrides=overrides))
     (run / "hashes.json").write_text(json.dumps(_hashes(run)))
     return run

@@ -42,7 +42,7 @@ TINY = [
 def _tiny_mnist_run(config: str, run_dir: Path, *overrides: str) -> Path:
     """A 10-step run of a shipped MNIST config with TINY's networks, trained into ``run_dir``."""
     from implicit_vae.config import load_config
-    from implicit_vae.train import fit
+    from implicit_vae.training.fit import fit
 
     tiny = [a for a in TINY[TINY.index("--set") :] if a != "--set"]
     cfg = load_config(
@@ -241,8 +241,8 @@ def test_paired_per_image_ais_reproduces_evaluate_and_compares(tmp_path, capsys)
     the same settings (so it reproduces mnist.json), and `compare` reports the paired difference
     with its standard error over images."""
     paired = load_benchmark_script("mnist_paired.py")
-    from implicit_vae.evaluate.run import evaluate_model
-    from implicit_vae.runs import load_run
+    from implicit_vae.evaluation.run import evaluate_model
+    from implicit_vae.training.runs import load_run
 
     run = _tiny_mnist_run("mnist_vae.yaml", tmp_path / "vae")
     x = torch.bernoulli(torch.full((6, 784), 0.3), generator=torch.Generator().manual_seed(0))

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from implicit_vae import __version__
-from implicit_vae.checkpoint import (
+from implicit_vae.config import Config
+from implicit_vae.training.checkpoint import (
     FORMAT_VERSION,
     REQUIRED_ENTRIES,
     CheckpointError,
@@ -28,7 +29,6 @@ from implicit_vae.checkpoint import (
     remove_stale_temporaries,
     restore_rng_states,
 )
-from implicit_vae.config import Config
 
 
 def _checkpoint(step: int = 3) -> dict:

@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from implicit_vae.config import (
-    Config,
-    ConfigError,
-    config_from_dict,
-    load_config,
-    parse_override,
-)
+from implicit_vae.config import Config, ConfigError, config_from_dict, load_config, parse_override
+from implicit_vae.config.factory import build_model
 from implicit_vae.divergences import ESTIMATORS
-from implicit_vae.factory import build_model
 from implicit_vae.model import ImplicitVAE
 from implicit_vae.posteriors import POSTERIORS
 

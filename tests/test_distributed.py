@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from _ddp_entry import zero_noise
-from implicit_vae.checkpoint import load_checkpoint
 from implicit_vae.config import ConfigError, load_config
-from implicit_vae.distributed import ShardedStream, World
-from implicit_vae.stream import BatchStream
-from implicit_vae.train import fit
+from implicit_vae.data.stream import BatchStream
+from implicit_vae.training.checkpoint import load_checkpoint
+from implicit_vae.training.distributed import ShardedStream, World
+from implicit_vae.training.fit import fit
 
 ATOL = 5e-4
 ENTRY = Path(__file__).with_name("_ddp_entry.py")

@@ -14,21 +14,21 @@ import math
 import pytest
 import torch
 
-from implicit_vae.checkpoint import load_checkpoint
 from implicit_vae.cli import EXIT_NONFINITE, main
 from implicit_vae.config import load_config
+from implicit_vae.data.stream import BatchStream
 from implicit_vae.divergences.base import DivergenceEstimator
-from implicit_vae.guards import (
+from implicit_vae.likelihoods import Likelihood
+from implicit_vae.model import ImplicitVAE
+from implicit_vae.training.checkpoint import load_checkpoint
+from implicit_vae.training.fit import fit
+from implicit_vae.training.guards import (
     CriticSaturationWarning,
     NonFiniteError,
     SaturationAlarm,
     SkipCounter,
     first_nonfinite_weight,
 )
-from implicit_vae.likelihoods import Likelihood
-from implicit_vae.model import ImplicitVAE
-from implicit_vae.stream import BatchStream
-from implicit_vae.train import fit
 from tiny_runs import TINY_NETWORKS
 
 SMALL = [
@@ -113,7 +113,7 @@ def test_nonfinite_term_stops_at_that_step_and_keeps_the_last_good_checkpoint(
 
 
 def test_infinite_critic_logits_are_caught_in_the_critic_step(tmp_path, monkeypatch):
-    from implicit_vae.divergences.avb import ConditionalCritic
+    from implicit_vae.divergences.critics import ConditionalCritic
 
     run = tmp_path / "run"
     # Per step the critic runs twice for its own loss, then once in the KL estimate: call 16 is the

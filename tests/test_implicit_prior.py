@@ -15,10 +15,10 @@ from torch import nn
 
 from implicit_vae.cli import main
 from implicit_vae.config import ConfigError, load_config
+from implicit_vae.config.factory import build_model
 from implicit_vae.data import load_dataset
 from implicit_vae.divergences import ESTIMATORS
 from implicit_vae.divergences.prior_gradient import frozen, prior_surrogate
-from implicit_vae.factory import build_model
 from implicit_vae.likelihoods import BernoulliLikelihood
 from implicit_vae.model import ImplicitVAE, IncompatibleComponentsError
 from implicit_vae.posteriors import GaussianPosterior, ImplicitPosterior, PosteriorSample

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from implicit_vae.nets import (
+from implicit_vae.networks import (
     ACTIVATIONS,
     NoiseInjectedMLP,
     ParallelMLPs,

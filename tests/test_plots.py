@@ -12,7 +12,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from implicit_vae import plots
+from implicit_vae.evaluation import figures as plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RNG = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from implicit_vae.config import ConfigError, load_config
-from implicit_vae.factory import build_model
+from implicit_vae.config.factory import build_model
 from implicit_vae.priors import (
     PRIORS,
     GaussianMixture,

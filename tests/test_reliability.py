@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from implicit_vae.checkpoint import CheckpointError, load_checkpoint
 from implicit_vae.cli import main
+from implicit_vae.training.checkpoint import CheckpointError, load_checkpoint
 
 # Tiny networks; AVB with adaptive contrast and the noise-basis encoder (a critic and two
 # optimizers); digits with dynamic binarisation (data order and Bernoulli draws depend on the RNG).
@@ -57,7 +57,7 @@ KILL_AFTER_STEP = 20
 # rather than after the last step. The delay paces the run; it changes no number.
 PACED_CLI = """
 import runpy, sys, time
-from implicit_vae import stream
+from implicit_vae.data import stream
 _batch = stream.BatchStream.__getitem__
 def _paced(self, k):
     time.sleep(0.05)
@@ -79,7 +79,7 @@ def _argv(run_dir: Path, *extra: str) -> list[str]:
 def _no_plots():
     """Figures cost seconds per run and no number here depends on them."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("implicit_vae.report.write_plots", lambda *args, **kwargs: None)
+        mp.setattr("implicit_vae.training.report.write_plots", lambda *args, **kwargs: None)
         yield
 
 

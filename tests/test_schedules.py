@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from implicit_vae.schedules import lr_factor
+from implicit_vae.training.schedules import lr_factor
 
 
 def test_constant_is_one_everywhere():
@@ -31,7 +31,7 @@ def test_unknown_schedule_is_refused_by_name():
 
 def test_trainer_logs_and_applies_the_cosine_rate(tmp_path):
     from implicit_vae.config import load_config
-    from implicit_vae.train import fit
+    from implicit_vae.training.fit import fit
     from tiny_runs import TINY_NETWORKS
 
     run = tmp_path / "run"

@@ -85,7 +85,7 @@ def test_the_fused_guard_check_is_exact():
     read as non-finite, and a NaN anywhere must read as NaN."""
     import torch
 
-    from implicit_vae.guards import Player, nonfinite_value
+    from implicit_vae.training.guards import Player, nonfinite_value
 
     ok, huge = torch.ones(3), torch.full((4,), 1e30)
     assert nonfinite_value([]) is None and nonfinite_value([ok, huge]) is None

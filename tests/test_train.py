@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from implicit_vae.checkpoint import load_checkpoint
 from implicit_vae.cli import main
 from implicit_vae.config import ConfigError, load_config
-from implicit_vae.stream import BatchStream
-from implicit_vae.train import fit, new_run_dir
+from implicit_vae.data.stream import BatchStream
+from implicit_vae.training.checkpoint import load_checkpoint
+from implicit_vae.training.fit import fit, new_run_dir
 from tiny_runs import TINY_NETWORKS
 
 # A small network keeps each run to a few seconds while exercising every code path.
@@ -99,7 +99,7 @@ def test_resume_reproduces_an_unbroken_run(tmp_path, divergence, posterior):
 def test_resume_mid_schedule_continues_the_cosine_curve(tmp_path, monkeypatch):
     """A cosine run stopped after its step-10 checkpoint and resumed equals the unbroken run: the
     rate is a function of the step, so nothing about the schedule has to be restored."""
-    from implicit_vae.lightning_module import ImplicitVAEModule
+    from implicit_vae.training.module import ImplicitVAEModule
 
     extra = ["train.lr_schedule=cosine", "train.max_steps=25"]
     fit(load_config(overrides=[*SMALL, *extra, f"train.run_dir={tmp_path / 'whole'}"]))

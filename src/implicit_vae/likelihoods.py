@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .nets import mlp
+from .networks import mlp
 
 
 class Likelihood(nn.Module):

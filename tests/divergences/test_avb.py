@@ -17,8 +17,8 @@ import torch
 from torch.nn import functional as F
 
 from implicit_vae.config import ConfigError, load_config
+from implicit_vae.config.factory import build_model
 from implicit_vae.divergences import AVB, ESTIMATORS, AVBAdaptiveContrast
-from implicit_vae.factory import build_model
 from implicit_vae.posteriors import (
     ImplicitPosterior,
     NoiseBasisPosterior,

@@ -13,8 +13,8 @@ import torch
 
 from implicit_vae.benchmarks.cases import gaussian_case
 from implicit_vae.divergences import ESTIMATORS, estimate_divergence
+from implicit_vae.divergences.distances import kth_nn_log_dist, pairwise_sq_dists
 from implicit_vae.divergences.kernel import likelihood_cv_log_scale
-from implicit_vae.divergences.knn import kth_nn_log_dist, pairwise_sq_dists
 
 
 def _measure(name: str, dim: int, kl: float, **options) -> float:

@@ -13,14 +13,14 @@ import torch
 
 from implicit_vae.cli import main
 from implicit_vae.config import ConfigError, load_config
+from implicit_vae.config.factory import build_model
 from implicit_vae.divergences import AVB, ESTIMATORS, estimate_divergence
-from implicit_vae.divergences.avb import ConditionalCritic
+from implicit_vae.divergences.critics import ConditionalCritic
 from implicit_vae.divergences.telescoping import (
     TelescopingCritic,
     waymark_samples,
     waymark_weights,
 )
-from implicit_vae.factory import build_model
 from implicit_vae.posteriors import ImplicitPosterior, NoiseBasisPosterior
 from implicit_vae.priors import StandardNormal
 from tiny_runs import TINY_NETWORKS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from implicit_vae.evaluate import (
+from implicit_vae.evaluation import (
     EvaluationError,
     ais_log_likelihood,
     ais_versus_steps,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from implicit_vae.evaluate import EvaluationError, paired_difference
+from implicit_vae.evaluation import EvaluationError, paired_difference
 
 
 def test_paired_difference_matches_hand_computation():

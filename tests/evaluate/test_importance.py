@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from implicit_vae.evaluate import (
+from implicit_vae.evaluation import (
     EvaluationError,
     LogLikelihoodEstimate,
     exact_log_likelihood_2d,
     importance_sampling_log_likelihood,
 )
-from implicit_vae.evaluate._common import logmeanexp_with_stderr
+from implicit_vae.evaluation._common import logmeanexp_with_stderr
 from implicit_vae.posteriors import GaussianPosterior, ImplicitPosterior
 from implicit_vae.priors import StandardNormal
 

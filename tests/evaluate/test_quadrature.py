@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from implicit_vae.evaluate import EvaluationError, exact_log_likelihood_2d
+from implicit_vae.evaluation import EvaluationError, exact_log_likelihood_2d
 from implicit_vae.priors import Prior, StandardNormal
 
 

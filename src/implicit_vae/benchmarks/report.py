@@ -52,7 +52,7 @@ def plot_kl_accuracy(result: dict, path: str | os.PathLike) -> Path:
     """Signed relative error (%) against dimension: one line per estimator, one panel per true KL
     (top row: KL estimators; bottom: the other divergences), a last panel for the non-Gaussian
     and sampler-only cases; a ±5 % band; a symlog y axis clipped at ±1000 %."""
-    from ..plots import _figure, _styled, save_figure
+    from ..evaluation.figures import _figure, _styled, save_figure
 
     cells = [c for c in result["cells"] if c["status"] == "ok" or c["status"].startswith("fail")]
     kls = sorted({c["target_kl"] for c in cells if c["case"] == "gaussian"})

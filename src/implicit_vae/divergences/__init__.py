@@ -4,9 +4,10 @@ Every estimator takes ``(data_dim, latent_dim, **options)``; ``is_kl`` / ``diver
 say what it estimates, and :func:`estimate_divergence` measures any of them between two samplers.
 """
 
+from .adaptive_contrast import AVBAdaptiveContrast
 from .aggregate import AdversarialAutoencoder
 from .analytic import AnalyticKL, MonteCarloKL
-from .avb import AVB, AVBAdaptiveContrast
+from .avb import AVB
 from .base import CriticLoss, DivergenceEstimator
 from .fdiv import NWJ, DonskerVaradhan, JensenShannon, ReverseKL
 from .kernel import KernelDensityKL, SteinEntropyKL

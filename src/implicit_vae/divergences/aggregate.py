@@ -8,31 +8,13 @@ References:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ..nets import ResidualCritic
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
+from .critics import LatentCritic
 from .prior_gradient import frozen, prior_surrogate
 from .telescoping import build_logistic_critic, classifier_loss
-
-
-class LatentCritic(nn.Module):
-    """D(z) = f(z) + ½‖z‖²·``gaussian_skip``: a residual MLP on z alone; x is accepted and
-    ignored so that it can stand in for :class:`~implicit_vae.divergences.avb.ConditionalCritic`.
-
-    Shapes: x (N, data_dim) or None, z (N, D) -> (N,).
-    """
-
-    def __init__(self, latent_dim: int, width: int, blocks: int, gaussian_skip: bool):
-        super().__init__()
-        self.f = ResidualCritic(latent_dim, width, blocks)
-        self.gaussian_skip = gaussian_skip
-
-    def forward(self, x: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
-        t = self.f(z)
-        return t + 0.5 * z.pow(2).sum(-1) if self.gaussian_skip else t
 
 
 class AdversarialAutoencoder(DivergenceEstimator):

@@ -24,9 +24,8 @@ from torch.nn import functional as F
 
 from ..posteriors import PosteriorSample
 from ..priors import Prior
-from .aggregate import LatentCritic
-from .avb import ConditionalCritic, _pair
 from .base import CriticLoss, DivergenceEstimator
+from .critics import ConditionalCritic, LatentCritic, pair_with_x
 from .prior_gradient import density_surrogate
 
 
@@ -79,8 +78,8 @@ class VariationalBound(DivergenceEstimator):
         zp = prior.sample(m * b).to(z).view(m, b, d)
         if detach_prior:
             zp = zp.detach()
-        t_q = self.critic(*_pair(x, z)).view(n, b)
-        t_p = self.critic(*_pair(x, zp)).view(m, b)
+        t_q = self.critic(*pair_with_x(x, z)).view(n, b)
+        t_p = self.critic(*pair_with_x(x, zp)).view(m, b)
         return t_q, t_p
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import DivergenceEstimator
-from .knn import check_samples_per_x, kozachenko_leonenko_entropy, pairwise_sq_dists
+from .distances import check_samples_per_x, kozachenko_leonenko_entropy, pairwise_sq_dists
 
 BANDWIDTH_RULES = ("cv", "scott", "silverman")
 CV_SCALE_RANGE = (0.1, 3.0)  # the likelihood-CV search range, in multiples of Scott's bandwidth

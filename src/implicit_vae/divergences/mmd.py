@@ -20,11 +20,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nets import mlp
+from ..networks import mlp
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
-from .knn import check_samples_per_x, pairwise_sq_dists
+from .distances import check_samples_per_x, pairwise_sq_dists
 
 
 class SummaryNet(nn.Module):

@@ -18,7 +18,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from . import __version__, guards
+from .. import __version__
+from ..config import Config
+from ..data import Dataset
+from ..model import ImplicitVAE
+from . import guards
 from .checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -26,11 +30,8 @@ from .checkpoint import (
     collect_rng_states,
     restore_rng_states,
 )
-from .config import Config
-from .data import Dataset
 from .distributed import World
 from .guards import CriticSaturationWarning, NonFiniteError, SaturationAlarm, SkipCounter
-from .model import ImplicitVAE
 from .runs import state_mismatch
 from .schedules import lr_factor
 

@@ -130,7 +130,7 @@ def _first_sentence(err: BaseException) -> str:
 
 def _check_entries(path: Path, ckpt: dict[str, Any]) -> None:
     """Refuse a checkpoint of the right version that lacks an entry or holds one of the wrong type."""
-    from .config import ConfigError, config_from_dict  # config imports no checkpoint code
+    from ..config import ConfigError, config_from_dict  # config imports no checkpoint code
 
     for key, kind in REQUIRED_ENTRIES.items():
         value = ckpt.get(key)

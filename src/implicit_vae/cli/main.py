@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError
-from .config import ConfigError, load_config, parse_override
+from ..config import ConfigError, load_config, parse_override
+from ..training.checkpoint import CheckpointError
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3  # training stopped on a NaN/inf (train.on_nonfinite)
@@ -24,7 +24,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 def default_config_path() -> Path:
     """The shipped default config (digits, AVB with adaptive contrast)."""
-    return Path(__file__).with_name("configs") / "default.yaml"
+    return Path(__file__).parent.parent / "configs" / "default.yaml"
 
 
 def resolve_config(name: str | None) -> Path:
@@ -131,10 +131,10 @@ def _positive(text: str) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .checkpoint import atomic_save
-    from .evaluate.compare import data_fingerprint
-    from .evaluate.run import evaluate_model, split_data
-    from .runs import load_run, write_json
+    from ..evaluation.compare import data_fingerprint
+    from ..evaluation.run import evaluate_model, split_data
+    from ..training.checkpoint import atomic_save
+    from ..training.runs import load_run, write_json
 
     if args.json and not Path(args.json).parent.is_dir():
         # Checked first, so a long evaluation is not computed only to fail when it is written.
@@ -183,7 +183,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .evaluate.compare import compare_evaluations
+    from ..evaluation.compare import compare_evaluations
 
     a, b = args.evaluations
     paired = compare_evaluations(a, b, args.estimate)
@@ -196,7 +196,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .train import fit
+    from ..training.fit import fit
 
     if args.resume:
         if args.config:
@@ -220,9 +220,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _describe(args: argparse.Namespace) -> None:
-    from .data import load_dataset
-    from .describe import describe
-    from .factory import build_model
+    from ..config.factory import build_model
+    from ..data import load_dataset
+    from .describe_model import describe
 
     cfg = load_config(resolve_config(args.config), args.set)
     data = load_dataset(cfg.data, cfg.train.seed)
@@ -240,10 +240,10 @@ def _describe(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``implicit-vae`` console script; returns the exit code."""
-    from .data import DataError
-    from .evaluate import EvaluationError
-    from .guards import NonFiniteError
-    from .model import IncompatibleComponentsError
+    from ..data import DataError
+    from ..evaluation import EvaluationError
+    from ..model import IncompatibleComponentsError
+    from ..training.guards import NonFiniteError
 
     try:
         args = _parser().parse_args(argv)
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if done.code is None else done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
         if args.command == "benchmark":
-            from .benchmarks.cli import main as benchmark_main
+            from .benchmark import main as benchmark_main
 
             try:
                 return benchmark_main(args.options)

@@ -19,16 +19,16 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader
 
+from ..config import Config, ConfigError, config_from_dict
+from ..config.factory import build_model
+from ..data import load_dataset
+from ..data.stream import BatchStream, StepSampler
 from .checkpoint import load_checkpoint, remove_stale_temporaries
-from .config import Config, ConfigError, config_from_dict
-from .data import load_dataset
 from .distributed import ShardedStream, World
-from .factory import build_model
 from .guards import NonFiniteError
-from .lightning_module import ImplicitVAEModule
 from .logs import run_loggers
+from .module import ImplicitVAEModule
 from .runs import new_run_dir, write_json
-from .stream import BatchStream, StepSampler
 
 __all__ = ["ImplicitVAEModule", "NonFiniteError", "fit", "new_run_dir", "resume_config"]
 

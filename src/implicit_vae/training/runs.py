@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import Config, ConfigError, config_from_dict
+from ..config.factory import build_model
+from ..data import Dataset, load_dataset
+from ..model import ImplicitVAE
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import Config, ConfigError, config_from_dict
-from .data import Dataset, load_dataset
-from .factory import build_model
-from .model import ImplicitVAE
 
 
 def new_run_dir(path: str | Path) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .kl import kl_accuracy
-from .report import markdown_table
+from ..benchmarks.kl import kl_accuracy
+from ..benchmarks.report import markdown_table
 
 RESULTS = Path("benchmarks") / "results"  # relative to where the command runs
 
@@ -24,7 +24,7 @@ def main(
     argv: list[str] | None = None, prog: str = "implicit-vae benchmark kl", results: Path = RESULTS
 ) -> int:
     """Run the KL-accuracy benchmark from command-line arguments; returns the exit code."""
-    from ..cli import OneLineArgumentParser
+    from .main import OneLineArgumentParser
 
     parser = OneLineArgumentParser(
         prog=prog, description="How accurate is each divergence estimator against known answers?"

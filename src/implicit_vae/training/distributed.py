@@ -18,8 +18,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
+from ..config import ConfigError
 from .checkpoint import collect_rng_states
-from .config import ConfigError
 
 
 @dataclass(frozen=True)

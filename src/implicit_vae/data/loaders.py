@@ -2,7 +2,7 @@
 
 Every problem with user data raises :class:`DataError` with one line naming the file and what was
 expected; nothing is ever downloaded. Image intensities are scaled to [0, 1]; binarisation follows
-``DataConfig.binarize``: ``dynamic`` keeps train intensities (the trainer resamples Bernoulli(x)
+``DataOptions.binarize``: ``dynamic`` keeps train intensities (the trainer resamples Bernoulli(x)
 per batch) and binarises val/test once, ``fixed`` binarises every split once, ``none`` keeps
 intensities. All randomness comes from ``torch.Generator`` objects seeded from ``seed``.
 """
@@ -16,11 +16,10 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
-
-from .config import DataConfig
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -28,6 +27,18 @@ FILE_EXTENSIONS = (".npz", ".npy", ".csv")
 MIN_EXAMPLES = 10
 # IDX type codes (third magic byte) -> big-endian numpy dtypes.
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataOptions(Protocol):
+    """What the loaders read (``DataOptions`` has these fields; any object with them will do)."""
+
+    name: str
+    path: str | None
+    binarize: str
+    val_fraction: float
+    test_fraction: float
+    toy4_size: int
+    mnist_train_limit: int | None
 
 
 class DataError(ValueError):
@@ -95,7 +106,7 @@ def _finish(name: str, xs: tuple, ys: tuple, image_shape: tuple[int, int] | None
                    dynamic_binarize=mode == "dynamic", name=name, note=note)
 
 
-def _toy4(cfg: DataConfig, seed: int) -> Dataset:
+def _toy4(cfg: DataOptions, seed: int) -> Dataset:
     """AVB's toy: x is one of the four one-hot vectors in R^4, drawn uniformly."""
     n = cfg.toy4_size
     sizes = [n, _holdout_size(cfg.val_fraction, n), _holdout_size(cfg.test_fraction, n)]
@@ -105,14 +116,14 @@ def _toy4(cfg: DataConfig, seed: int) -> Dataset:
     return Dataset(*xs, *ys, image_shape=None, binary=True, dynamic_binarize=False, name="toy4")
 
 
-def _split_and_finish(name: str, x: torch.Tensor, y: torch.Tensor | None, cfg: DataConfig,
+def _split_and_finish(name: str, x: torch.Tensor, y: torch.Tensor | None, cfg: DataOptions,
                       seed: int, image_shape: tuple[int, int] | None, mode: str) -> Dataset:
     idx = split_indices(len(x), cfg.val_fraction, cfg.test_fraction, _generator(seed, 0))
     ys = tuple(None if y is None else y[i] for i in idx)
     return _finish(name, tuple(x[i] for i in idx), ys, image_shape, mode, seed)
 
 
-def _digits(cfg: DataConfig, seed: int) -> Dataset:
+def _digits(cfg: DataOptions, seed: int) -> Dataset:
     """sklearn's 1797 8x8 digits (bundled, no download), 0..16 scaled to [0, 1]."""
     from sklearn.datasets import load_digits
 
@@ -221,7 +232,7 @@ def load_mnist_dir(directory: str | Path, train_limit: int | None = None
     return pool_x, pool_y, test_x, test_y, note
 
 
-def _mnist(cfg: DataConfig, seed: int) -> Dataset:
+def _mnist(cfg: DataOptions, seed: int) -> Dataset:
     """MNIST; val is the last val_fraction of the train pool; the test set is fixed by the files."""
     if not cfg.path:
         raise DataError("data.path: required for mnist; give the directory holding "
@@ -297,7 +308,7 @@ def _read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     raise DataError(f"{path}: npz holds arrays {keys}; expected one named 'x' (or a single array)")
 
 
-def _file(cfg: DataConfig, seed: int) -> Dataset:
+def _file(cfg: DataOptions, seed: int) -> Dataset:
     """User array file; (N, D) rows or (N, H, W) images, checked finite and in range."""
     if not cfg.path:
         raise DataError("data.path: required for data.name=file; give an .npz, .npy or .csv file")
@@ -335,7 +346,7 @@ def _file(cfg: DataConfig, seed: int) -> Dataset:
 _LOADERS = {"toy4": _toy4, "digits": _digits, "mnist": _mnist, "file": _file}
 
 
-def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+def load_dataset(cfg: DataOptions, seed: int) -> Dataset:
     """Load and split the data set named by ``cfg.name``; raises DataError for bad input."""
     if cfg.name not in _LOADERS:
         raise DataError(f"data.name: {cfg.name!r} is unknown; expected one of "

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 
-from .config import Config, ConfigError, ModelConfig
-from .divergences import ESTIMATORS
-from .likelihoods import LIKELIHOODS
-from .model import ImplicitVAE, IncompatibleComponentsError
-from .posteriors import POSTERIORS
-from .priors import PRIORS, Prior, SamplePrior, StandardNormal
+from ..divergences import ESTIMATORS
+from ..likelihoods import LIKELIHOODS
+from ..model import ImplicitVAE, IncompatibleComponentsError
+from ..posteriors import POSTERIORS
+from ..priors import PRIORS, Prior, SamplePrior, StandardNormal
+from .schema import Config, ConfigError, ModelConfig
 
 
 def _options(cls: type, candidates: dict) -> dict:
@@ -72,7 +72,7 @@ def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
     estimator_cls = ESTIMATORS[d.name]
     reason = estimator_cls.requirements_error(posterior, prior)
     if reason is not None:
-        from .model import compatible_estimators
+        from ..model import compatible_estimators
 
         raise ConfigError(
             f"divergence.name: {d.name!r} cannot be used here: {reason}; choose one of "

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
-from .data import Dataset
-from .model import ImplicitVAE
+from ..config import Config
+from ..data import Dataset
+from ..model import ImplicitVAE
 
 
 def _scatter_points(data: Dataset) -> tuple[torch.Tensor, list[str]]:
@@ -24,7 +24,7 @@ def _scatter_points(data: Dataset) -> tuple[torch.Tensor, list[str]]:
 def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -> list[Path]:
     """Reconstructions, prior samples, training curves and — for 2-D latents — the per-point posterior
     scatter (AVB Fig. 1 style); a latent map coloured by label where labels exist."""
-    from . import plots
+    from ..evaluation import figures as plots
 
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)

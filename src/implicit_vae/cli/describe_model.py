@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import ImplicitVAE
+from ..model import ImplicitVAE
 
 
 def _count(module: nn.Module) -> str:

@@ -1,0 +1,23 @@
+"""Network building blocks: MLPs, noise-injected MLPs and residual critics.
+
+Everything here is plain ``torch.nn``; the posteriors, likelihoods and critics compose these blocks.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+ACTIVATIONS = {
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """Return a fresh activation module by name (one of ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()

@@ -1,0 +1,61 @@
+"""Priors p(z): explicit (standard normal, learnable Gaussian mixture) and implicit (a learnable
+generator h(η), a fixed bank of samples).
+
+Subclass requirements (:class:`Prior`):
+  - ``_sample(n) -> (n, D)``, differentiable (reparameterised) w.r.t. the prior's parameters where it
+    has any, so that an estimator can send a gradient to them through the samples;
+  - ``has_density = True`` only if ``_log_prob(z) -> z.shape[:-1]`` is implemented and exact.
+
+A prior with trainable parameters is trained with the model (``ImplicitVAE.model_parameters``
+includes them); how the KL term's gradient reaches an implicit one is explained in
+:mod:`implicit_vae.divergences.prior_gradient`.
+
+References:
+    > A. Makhzani, J. Shlens, N. Jaitly, I. Goodfellow, B. Frey. Adversarial Autoencoders,
+    > ICLR Workshop 2016 (arXiv:1511.05644): a 10-component 2-D mixture prior on a circle.
+    > J. M. Tomczak, M. Welling. VAE with a VampPrior, AISTATS 2018: learnable priors fit the
+    > aggregated posterior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..networks import mlp
+from .base import Prior
+
+
+class ImplicitPrior(Prior):
+    """p(z) = h(η)_# N(0, I): a learnable generator h (an MLP), η ~ N(0, I_noise_dim); no density.
+
+    Samples are reparameterised, z = h(η), so an estimator can send KL(q ‖ p) gradients to h's
+    parameters through prior samples (see :mod:`implicit_vae.divergences.prior_gradient`).
+    With ``hidden=()`` h is affine and p is the Gaussian N(b, W Wᵀ), which the tests use to check
+    gradients against the closed form.
+
+    Args:
+        latent_dim: D.
+        noise_dim: dimension of η.
+        hidden: widths of h's hidden layers.
+        act: activation name (see :data:`implicit_vae.nets.ACTIVATIONS`).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        noise_dim: int = 8,
+        hidden: Sequence[int] = (64, 64),
+        act: str = "elu",
+    ):
+        super().__init__(latent_dim)
+        if noise_dim < 1:
+            raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
+        self.noise_dim = noise_dim
+        self.generator = mlp(noise_dim, tuple(hidden), latent_dim, act)
+
+    def _sample(self, n: int) -> torch.Tensor:
+        weight = self.generator[0].weight
+        eta = torch.randn(n, self.noise_dim, device=weight.device, dtype=weight.dtype)
+        return self.generator(eta)
