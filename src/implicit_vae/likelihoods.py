@@ -16,32 +16,75 @@ from torch import nn
 from torch.nn import functional as F
 
 from .networks import mlp
+from .networks.shapes import event_shape_of, flatten_event
 
 
 class Likelihood(nn.Module):
-    """p(x|z) with decoder ``z (..., D) -> parameters (..., data_dim * params_per_dim)``."""
+    """p(x|z) with a decoder network ``z (N, D) -> parameters``.
+
+    The decoder's output for each z holds ``params_per_dim`` values per data dimension, in any
+    shape with that many elements (a flat (N, data_dim) row from an MLP, an image (N, C, H, W) from
+    a transposed-conv decoder); it is read flat. The decoder sees z as (N, D), whatever leading
+    dimensions the caller has (AIS passes (chains, B, D)).
+
+    Args:
+        latent_dim: D.
+        event_shape: the shape of one data point, e.g. ``(64,)`` or ``(1, 28, 28)``; an int ``d``
+            means ``(d,)``.
+        hidden, act: widths and activation of the default MLP decoder.
+        decoder: the decoder instead of the default, any module z (N, D) -> (N, ...) with
+            ``params_per_dim · prod(event_shape)`` values per row.
+    """
 
     params_per_dim: int = 1
     needs_binary_data: bool = False
 
     def __init__(
-        self, latent_dim: int, data_dim: int, hidden: Sequence[int] = (256, 256), act: str = "elu"
+        self,
+        latent_dim: int,
+        event_shape: int | Sequence[int],
+        hidden: Sequence[int] = (256, 256),
+        act: str = "elu",
+        *,
+        decoder: nn.Module | None = None,
     ):
         super().__init__()
-        self.latent_dim, self.data_dim = latent_dim, data_dim
-        self.decoder = mlp(latent_dim, hidden, data_dim * self.params_per_dim, act)
+        self.event_shape = event_shape_of(event_shape)
+        self.latent_dim, self.data_dim = latent_dim, math.prod(self.event_shape)
+        self.decoder = (
+            decoder
+            if decoder is not None
+            else mlp(latent_dim, hidden, self.data_dim * self.params_per_dim, act)
+        )
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) for x of shape (B, data_dim) and z of shape (..., B, D); returns (..., B)."""
+        """log p(x|z) for x of shape (B, *event_shape) or (B, data_dim) and z of shape (..., B, D);
+        returns (..., B)."""
+        x = flatten_event(x, self.event_shape)
         if x.shape[-1] != self.data_dim:
-            raise ValueError(f"x must end in dimension {self.data_dim}, got {tuple(x.shape)}")
-        if z.shape[-1] != self.latent_dim:
-            raise ValueError(f"z must end in dimension {self.latent_dim}, got {tuple(z.shape)}")
-        return self._log_prob(x, self.decoder(z))
+            shaped = f"(B, {', '.join(map(str, self.event_shape))}) or " if len(self.event_shape) > 1 else ""
+            raise ValueError(
+                f"x must have shape {shaped}(B, {self.data_dim}) (dimension {self.data_dim}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self._log_prob(x, self._decode(z))
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[x|z], shape (..., data_dim)."""
-        return self._mean(self.decoder(z))
+        return self._mean(self._decode(z))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder parameters for z (..., D), flat: (..., data_dim · params_per_dim)."""
+        if z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must end in dimension {self.latent_dim}, got {tuple(z.shape)}")
+        lead, width = z.shape[:-1], self.data_dim * self.params_per_dim
+        out = self.decoder(z.reshape(-1, self.latent_dim))
+        if out.numel() != math.prod(lead) * width:
+            raise ValueError(
+                f"{type(self.decoder).__name__} returned shape {tuple(out.shape)} for "
+                f"{math.prod(lead)} latent codes; expected {width} values per code"
+            )
+        return out.reshape(*lead, width)
 
     def _log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -71,14 +114,18 @@ class GaussianLikelihood(Likelihood):
     def __init__(
         self,
         latent_dim: int,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         hidden: Sequence[int] = (256, 256),
         act: str = "elu",
         fixed_std: float | None = None,
+        *,
+        decoder: nn.Module | None = None,
     ):
-        super().__init__(latent_dim, data_dim, hidden, act)
+        super().__init__(latent_dim, event_shape, hidden, act, decoder=decoder)
         init = math.log(fixed_std) if fixed_std is not None else math.log(0.1)
-        self.log_std = nn.Parameter(torch.full((data_dim,), init), requires_grad=fixed_std is None)
+        self.log_std = nn.Parameter(
+            torch.full((self.data_dim,), init), requires_grad=fixed_std is None
+        )
 
     def _log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         log_std = self.log_std.clamp(-7.0, 5.0)

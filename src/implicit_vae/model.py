@@ -5,6 +5,7 @@ Plain PyTorch: usable in any training loop (see the README), and wrapped for Lig
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -69,10 +70,12 @@ class ImplicitVAE(nn.Module):
         dims = {posterior.latent_dim, prior.latent_dim, likelihood.latent_dim, estimator.latent_dim}
         if len(dims) != 1:
             raise IncompatibleComponentsError(f"latent dimensions disagree: {sorted(dims)}")
-        if posterior.data_dim != likelihood.data_dim:
+        shapes = {posterior.event_shape, likelihood.event_shape, estimator.event_shape}
+        if len({math.prod(s) for s in shapes}) != 1:
             raise IncompatibleComponentsError(
-                f"posterior reads {posterior.data_dim} data dims, likelihood models "
-                f"{likelihood.data_dim}"
+                "event shapes disagree: posterior reads "
+                f"{posterior.event_shape}, likelihood models {likelihood.event_shape}, estimator "
+                f"reads {estimator.event_shape}"
             )
         reason = estimator.requirements_error(posterior, prior)
         if reason is not None:
@@ -92,7 +95,8 @@ class ImplicitVAE(nn.Module):
         return self.posterior.latent_dim
 
     def forward(self, x: torch.Tensor, n_samples: int = 1) -> LossTerms:
-        """Loss terms for a batch ``x`` of shape (B, data_dim), using ``n_samples`` z per example."""
+        """Loss terms for a batch ``x`` of shape (B, *event_shape) or (B, data_dim), using
+        ``n_samples`` z per example."""
         q = self.posterior.sample(x, n_samples, moments=self.estimator.needs_posterior_moments)
         reconstruction = self.likelihood.log_prob(x, q.z).mean(0)  # (B,)
         kl = self.estimator.estimate(x, q, self.prior)  # (B,)

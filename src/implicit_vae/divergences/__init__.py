@@ -1,6 +1,6 @@
 """Divergence estimators behind one interface, selectable by name from :data:`ESTIMATORS`.
 
-Every estimator takes ``(data_dim, latent_dim, **options)``; ``is_kl`` / ``divergence_name``
+Every estimator takes ``(event_shape, latent_dim, **options)``; ``is_kl`` / ``divergence_name``
 say what it estimates, and :func:`estimate_divergence` measures any of them between two samplers.
 """
 

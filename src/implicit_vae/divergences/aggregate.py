@@ -7,6 +7,8 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..posteriors import PosteriorSample
@@ -36,7 +38,7 @@ class AdversarialAutoencoder(DivergenceEstimator):
     ratio is the right one here, see :mod:`.prior_gradient`), not as a GAN generator against D.
 
     Args:
-        data_dim: dimension of x (unused: D sees z only).
+        event_shape: the shape of one x (unused: D sees z only).
         latent_dim: dimension D of z.
         width, blocks: size of the residual critic.
         gaussian_skip: add ½‖z‖² to D (= −log N(z; 0, I) + const); use it only with a standard
@@ -53,14 +55,14 @@ class AdversarialAutoencoder(DivergenceEstimator):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         width: int = 256,
         blocks: int = 3,
         gaussian_skip: bool = True,
         waymarks: int = 1,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         self.critic = build_logistic_critic(
             lambda skip: LatentCritic(latent_dim, width, blocks, skip),
             waymarks,

@@ -7,12 +7,15 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from torch import nn
 
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
-from .critics import ConditionalCritic, pair_with_x
+from .critics import critic_maker, pair_with_x
 from .prior_gradient import frozen, prior_surrogate
 from .telescoping import build_logistic_critic, classifier_loss
 
@@ -33,20 +36,25 @@ class AVB(DivergenceEstimator):
     A learnable prior gets its gradient −E_q[∇_ψ log p_ψ] from a zero-valued surrogate: exact where
     it has a density, else through the frozen critic at prior samples, −∇_ψ E_{p_ψ}[e^{T}]
     self-normalised (see :mod:`.prior_gradient`).
+
+    ``x_features`` is the critic's x-branch (see :class:`~.critics.ConditionalCritic`): the
+    flattened x by default, a convolutional feature network for images.
     """
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         width: int = 256,
         blocks: int = 5,
         gaussian_skip: bool = True,
         waymarks: int = 1,
+        *,
+        x_features: nn.Module | None = None,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         self.critic = build_logistic_critic(
-            lambda skip: ConditionalCritic(data_dim, latent_dim, width, blocks, skip),
+            critic_maker(self.event_shape, latent_dim, width, blocks, x_features),
             waymarks,
             gaussian_skip,
             latent_dim,

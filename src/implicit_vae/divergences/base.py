@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ..networks.shapes import as_event_batch, event_shape_of
 from ..posteriors import Posterior, PosteriorSample
 from ..priors import Prior
 
@@ -34,7 +37,7 @@ class DivergenceEstimator(nn.Module):
         checks them when a model is built.
       - ``is_kl`` is False for estimators of another divergence (MMD, energy distance), whose
         ``divergence_name`` is then reported in every output.
-    Shapes: ``x`` (B, data_dim); ``q.z`` (n, B, D).
+    Shapes: ``x`` (B, *event_shape) (flat rows (B, data_dim) are accepted too); ``q.z`` (n, B, D).
     """
 
     needs_posterior_density: bool = False
@@ -43,9 +46,10 @@ class DivergenceEstimator(nn.Module):
     is_kl: bool = True
     divergence_name: str = "kl"
 
-    def __init__(self, data_dim: int, latent_dim: int):
+    def __init__(self, event_shape: int | Sequence[int], latent_dim: int):
         super().__init__()
-        self.data_dim, self.latent_dim = data_dim, latent_dim
+        self.event_shape = event_shape_of(event_shape)
+        self.data_dim, self.latent_dim = math.prod(self.event_shape), latent_dim
 
     @property
     def has_critic(self) -> bool:
@@ -54,13 +58,11 @@ class DivergenceEstimator(nn.Module):
 
     def estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         """Per-example divergence estimate, shape (B,)."""
-        self._check(x, q)
-        return self._estimate(x, q, prior)
+        return self._estimate(self._check(x, q), q, prior)
 
     def critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
         """The estimator's training loss on samples cut from the posterior (``q`` is detached here)."""
-        self._check(x, q)
-        return self._critic_loss(x, q.detach(), prior)
+        return self._critic_loss(self._check(x, q), q.detach(), prior)
 
     @classmethod
     def requirements_error(cls, posterior: Posterior, prior: Prior) -> str | None:
@@ -78,13 +80,14 @@ class DivergenceEstimator(nn.Module):
             return f"{name} needs log p(z), but {type(prior).__name__} has no density"
         return None
 
-    def _check(self, x: torch.Tensor, q: PosteriorSample) -> None:
-        if x.dim() != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
+    def _check(self, x: torch.Tensor, q: PosteriorSample) -> torch.Tensor:
+        """``x`` as (B, *event_shape), after checking it and ``q.z`` (n, B, D)."""
+        x = as_event_batch(x, self.event_shape)
         if q.z.dim() != 3 or q.z.shape[1:] != (x.shape[0], self.latent_dim):
             raise ValueError(
                 f"z must have shape (n, {x.shape[0]}, {self.latent_dim}), got {tuple(q.z.shape)}"
             )
+        return x
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         raise NotImplementedError

@@ -18,8 +18,10 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from ..posteriors import PosteriorSample
@@ -40,7 +42,7 @@ class VariationalBound(DivergenceEstimator):
     with p(z) (as the AAE does); the per-example values then estimate the aggregate's divergence.
 
     Args:
-        data_dim: dimension of x.
+        event_shape: the shape of one x.
         latent_dim: dimension D of z.
         conditional: critic T(x, z) (True) or T(z) (False).
         width, blocks: size of the residual critic.
@@ -52,20 +54,24 @@ class VariationalBound(DivergenceEstimator):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         conditional: bool = True,
         width: int = 256,
         blocks: int = 3,
         gaussian_skip: bool = False,
         prior_samples: int | None = None,
+        *,
+        x_features: nn.Module | None = None,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         if prior_samples is not None and prior_samples < 1:
             raise ValueError(f"prior_samples must be >= 1, got {prior_samples}")
         self.conditional, self.prior_samples = conditional, prior_samples
         self.critic = (
-            ConditionalCritic(data_dim, latent_dim, width, blocks, gaussian_skip)
+            ConditionalCritic(
+                self.event_shape, latent_dim, width, blocks, gaussian_skip, x_features
+            )
             if conditional
             else LatentCritic(latent_dim, width, blocks, gaussian_skip)
         )
@@ -179,7 +185,7 @@ class DonskerVaradhan(VariationalBound):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         conditional: bool = True,
         width: int = 256,
@@ -187,10 +193,19 @@ class DonskerVaradhan(VariationalBound):
         gaussian_skip: bool = False,
         prior_samples: int | None = None,
         critic_objective: str = "js",
+        *,
+        x_features: nn.Module | None = None,
     ):
         # the full signature, not *args: the benchmark and configs read the options off it
         super().__init__(
-            data_dim, latent_dim, conditional, width, blocks, gaussian_skip, prior_samples
+            event_shape,
+            latent_dim,
+            conditional,
+            width,
+            blocks,
+            gaussian_skip,
+            prior_samples,
+            x_features=x_features,
         )
         if critic_objective not in CRITIC_OBJECTIVES:
             raise ValueError(

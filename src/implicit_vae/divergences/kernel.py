@@ -13,6 +13,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -94,7 +95,7 @@ class KernelDensityKL(DivergenceEstimator):
     least 2; dozens in practice).
 
     Args:
-        data_dim: dimension of x (unused: no critic).
+        event_shape: the shape of one x (unused: no critic).
         latent_dim: dimension D of z.
         bandwidth: "cv", "scott", "silverman", or a positive float (absolute bandwidth).
 
@@ -111,8 +112,8 @@ class KernelDensityKL(DivergenceEstimator):
 
     needs_prior_density = True
 
-    def __init__(self, data_dim: int, latent_dim: int, bandwidth: str | float = "cv"):
-        super().__init__(data_dim, latent_dim)
+    def __init__(self, event_shape: int | Sequence[int], latent_dim: int, bandwidth: str | float = "cv"):
+        super().__init__(event_shape, latent_dim)
         if isinstance(bandwidth, str):
             if bandwidth not in BANDWIDTH_RULES:
                 raise ValueError(
@@ -172,7 +173,7 @@ class SteinEntropyKL(DivergenceEstimator):
       - ``"sge"`` (Li & Turner 2018): Ĝ = −(K + ηI)⁻¹⟨∇, K⟩ from Stein's identity.
 
     Args:
-        data_dim: dimension of x (unused: no critic).
+        event_shape: the shape of one x (unused: no critic).
         latent_dim: dimension D of z.
         method: "ssge" or "sge".
         bandwidth: RBF length scale σ; None uses the median heuristic.
@@ -192,7 +193,7 @@ class SteinEntropyKL(DivergenceEstimator):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         method: str = "ssge",
         bandwidth: float | None = None,
@@ -200,7 +201,7 @@ class SteinEntropyKL(DivergenceEstimator):
         eigen_fraction: float = 0.99,
         k: int = 1,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         if method not in ("ssge", "sge"):
             raise ValueError(f"method must be 'ssge' or 'sge', got {method!r}")
         if bandwidth is not None and not bandwidth > 0:

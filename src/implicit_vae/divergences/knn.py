@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -41,7 +42,7 @@ class KNearestNeighbourKL(DivergenceEstimator):
     times their norm, against ~10 % for ``kde`` and ``stein``), so prefer those or a critic to train.
 
     Args:
-        data_dim: dimension of x (unused: no critic).
+        event_shape: the shape of one x (unused: no critic).
         latent_dim: dimension D of z.
         k: which neighbour; larger k lowers the variance and raises the bias.
         prior_samples: m, the number of prior samples; None uses m = n.
@@ -52,9 +53,9 @@ class KNearestNeighbourKL(DivergenceEstimator):
     """
 
     def __init__(
-        self, data_dim: int, latent_dim: int, k: int = 1, prior_samples: int | None = None
+        self, event_shape: int | Sequence[int], latent_dim: int, k: int = 1, prior_samples: int | None = None
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if prior_samples is not None and prior_samples < k:

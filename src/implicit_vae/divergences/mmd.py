@@ -53,7 +53,7 @@ class SampleDiscrepancy(DivergenceEstimator):
     (they need n ≥ 2 and m ≥ 2; near 0, possibly slightly negative, when q = p).
 
     Args:
-        data_dim: dimension of x (unused).
+        event_shape: the shape of one x (unused).
         latent_dim: dimension D of z.
         prior_samples: m; None uses m = max(n, 2).
         aggregate: compare all n·B samples of the batch (the aggregated posterior, as in
@@ -69,14 +69,14 @@ class SampleDiscrepancy(DivergenceEstimator):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         prior_samples: int | None = None,
         aggregate: bool = False,
         summary_dim: int = 0,
         summary_width: int = 64,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         if prior_samples is not None and prior_samples < 2:
             raise ValueError(f"prior_samples must be >= 2, got {prior_samples}")
         if summary_dim < 0:
@@ -136,13 +136,13 @@ class MaximumMeanDiscrepancy(SampleDiscrepancy):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         bandwidth: str | float = "median",
         scales: Sequence[float] = (0.5, 1.0, 2.0),
         **kwargs,
     ):
-        super().__init__(data_dim, latent_dim, **kwargs)
+        super().__init__(event_shape, latent_dim, **kwargs)
         if not (bandwidth == "median" or (isinstance(bandwidth, (int, float)) and bandwidth > 0)):
             raise ValueError(f"bandwidth must be 'median' or a positive float, got {bandwidth!r}")
         if not scales or min(scales) <= 0:

@@ -97,11 +97,11 @@ class TelescopingCritic(nn.Module):
     compute per update.
 
     Args:
-        make_critic: builds one critic ``(x (N, data_dim) or None, z (N, D)) -> (N,)``.
+        make_critic: builds one critic ``(x (N, ...) or None, z (N, D)) -> (N,)``.
         waymarks: K >= 2.
         latent_dim: D.
         momentum: weight of each training batch in the running moments (the first batch sets them).
-    Shapes: ``forward`` x (N, data_dim) or None, z (N, D) -> (N,).
+    Shapes: ``forward`` x (N, ...) or None, z (N, D) -> (N,).
     """
 
     def __init__(
@@ -131,7 +131,7 @@ class TelescopingCritic(nn.Module):
         return -0.5 * ((z - self.waymark_mean[k]).pow(2) / var + var.log()).sum(-1)
 
     def ratio(self, k: int, x: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
-        """T_k(x, z) ≈ log p_{k+1}(z)/p_k(z); shapes x (N, data_dim) or None, z (N, D) -> (N,)."""
+        """T_k(x, z) ≈ log p_{k+1}(z)/p_k(z); shapes x (N, ...) or None, z (N, D) -> (N,)."""
         m0, m1 = self.waymark_mean[k], self.waymark_mean[k + 1]
         centre = 0.5 * (m0 + m1)
         pooled_var = 0.5 * (self.waymark_var[k] + self.waymark_var[k + 1]) + 0.25 * (m1 - m0).pow(2)
@@ -153,7 +153,7 @@ class TelescopingCritic(nn.Module):
     def loss(self, x: torch.Tensor | None, z_q: torch.Tensor, z_p: torch.Tensor) -> CriticLoss:
         """Mean of K + 1 logistic losses: critic k on waymark k + 1 (label 1) against waymark k
         (label 0), all waymarks mixed from the same pairs (z_p[i], z_q[i]), and the sum Σ_k T_k on
-        q against p. Shapes x (N, data_dim) or None, z_q, z_p (N, D). The accuracy reported is the
+        q against p. Shapes x (N, ...) or None, z_q, z_p (N, D). The accuracy reported is the
         mean over the K waymark classifiers. In training mode it first updates the running
         moments."""
         z = waymark_samples(z_p, z_q, self.alphas)  # (K + 1, N, D)
@@ -197,7 +197,7 @@ def classifier_loss(
     critic: nn.Module, x: torch.Tensor | None, z_pos: torch.Tensor, z_neg: torch.Tensor
 ) -> CriticLoss:
     """Train ``critic`` (from :func:`build_logistic_critic`) to estimate log p_pos/p_neg from
-    samples z_pos of p_pos and z_neg of p_neg, shapes (N, D), x (N, data_dim) or None."""
+    samples z_pos of p_pos and z_neg of p_neg, shapes (N, D), x (N, ...) or None."""
     if isinstance(critic, TelescopingCritic):
         return critic.loss(x, z_pos, z_neg)
     return logistic_loss(critic(x, z_pos), critic(x, z_neg))

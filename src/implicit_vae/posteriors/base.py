@@ -8,10 +8,14 @@ contrast) and log q(z|x) (used by estimators that need a density).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..networks.shapes import as_event_batch, event_shape_of
 
 
 @dataclass
@@ -62,40 +66,47 @@ class Posterior(nn.Module):
       - set ``has_density = True`` only if ``_log_prob(z, x) -> (n, B)`` is implemented and exact;
       - set ``has_moments = True`` only if the returned sample carries ``mean`` and ``var`` (and, where
         the posterior can correlate the coordinates of z, the full ``cov``).
-    The public methods check shapes; the private ones compute.
+    The public methods check shapes and hand the private ones ``x`` as (B, *event_shape); the
+    networks a posterior holds are ``nn.Module`` arguments and see x in that shape.
+
+    Args:
+        event_shape: the shape of one data point, e.g. ``(64,)`` or ``(1, 28, 28)``; an int ``d``
+            means ``(d,)``. Batches may come as (B, *event_shape) or flat (B, prod(event_shape)).
+        latent_dim: D, the dimension of z.
     """
 
     has_density: bool = False
     has_moments: bool = False
 
-    def __init__(self, data_dim: int, latent_dim: int):
+    def __init__(self, event_shape: int | Sequence[int], latent_dim: int):
         super().__init__()
-        if data_dim < 1 or latent_dim < 1:
-            raise ValueError(f"data_dim and latent_dim must be >= 1, got {data_dim}, {latent_dim}")
-        self.data_dim = data_dim
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.event_shape = event_shape_of(event_shape)
+        self.data_dim = math.prod(self.event_shape)
         self.latent_dim = latent_dim
 
     def sample(self, x: torch.Tensor, n: int = 1, moments: bool = True) -> PosteriorSample:
-        """Draw ``n`` samples of z for each row of ``x`` (B, data_dim); returns z of shape (n, B, D)."""
-        self._check_x(x)
+        """Draw ``n`` samples of z for each example of ``x`` (B, *event_shape) or (B, data_dim);
+        returns z of shape (n, B, D)."""
+        x = self._check_x(x)
         if n < 1:
             raise ValueError(f"number of samples must be >= 1, got {n}")
         return self._sample(x, n) if moments else self._sample_without_moments(x, n)
 
     def log_prob(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log q(z|x) for z of shape (n, B, D) and x of shape (B, data_dim); returns (n, B)."""
+        """log q(z|x) for z of shape (n, B, D) and x of shape (B, *event_shape); returns (n, B)."""
         if not self.has_density:
             raise NotImplementedError(f"{type(self).__name__} is implicit: it has no log-density")
-        self._check_x(x)
+        x = self._check_x(x)
         if z.dim() != 3 or z.shape[1:] != (x.shape[0], self.latent_dim):
             raise ValueError(
                 f"z must have shape (n, {x.shape[0]}, {self.latent_dim}), got {tuple(z.shape)}"
             )
         return self._log_prob(z, x)
 
-    def _check_x(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.data_dim:
-            raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        return as_event_batch(x, self.event_shape)
 
     def _sample_without_moments(self, x: torch.Tensor, n: int) -> PosteriorSample:
         """Samples for a caller that will not read the moments; override where they cost extra."""

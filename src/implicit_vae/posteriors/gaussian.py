@@ -1,37 +1,46 @@
-"""Variational posteriors q(z|x): explicit (diagonal and full-covariance Gaussian) and implicit
-(sampler-only).
-
-The family contract lives in :class:`Posterior`; every posterior returns a :class:`PosteriorSample`, which
-carries the samples and, where the posterior can give them, the moments of q(z|x) (used by adaptive
-contrast) and log q(z|x) (used by estimators that need a density).
-"""
+"""Explicit Gaussian posteriors: diagonal N(μ(x), diag σ²(x)) and full-covariance N(μ(x), LLᵀ)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..networks import mlp
+from ..networks.shapes import network_output
 from .base import Posterior, PosteriorSample
 
 
 class GaussianPosterior(Posterior):
-    """Explicit diagonal Gaussian q(z|x) = N(μ(x), diag σ²(x)), reparameterised (Kingma & Welling 2014)."""
+    """Explicit diagonal Gaussian q(z|x) = N(μ(x), diag σ²(x)), reparameterised (Kingma & Welling 2014).
+
+    Args:
+        event_shape, latent_dim: as for :class:`Posterior`.
+        hidden, act: widths and activation of the default MLP encoder.
+        net: the encoder instead of the default, any module x (B, *event_shape) -> (B, 2D)
+            (means, then log standard deviations).
+    """
 
     has_density = True
     has_moments = True
 
     def __init__(
-        self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "elu"
+        self,
+        event_shape: int | Sequence[int],
+        latent_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "elu",
+        *,
+        net: nn.Module | None = None,
     ):
-        super().__init__(data_dim, latent_dim)
-        self.net = mlp(data_dim, hidden, 2 * latent_dim, act)
+        super().__init__(event_shape, latent_dim)
+        self.net = net if net is not None else mlp(self.event_shape, hidden, 2 * latent_dim, act)
 
     def distribution(self, x: torch.Tensor) -> torch.distributions.Independent:
         """q(z|x) as a torch distribution with batch shape (B,) and event shape (D,)."""
-        self._check_x(x)
-        mean, log_std = self.net(x).chunk(2, dim=-1)
+        x = self._check_x(x)
+        mean, log_std = network_output(self.net, x, 2 * self.latent_dim).chunk(2, dim=-1)
         # Clamping log σ keeps exp() finite early in adversarial training without affecting the optimum.
         std = log_std.clamp(-12.0, 8.0).exp()
         return torch.distributions.Independent(torch.distributions.Normal(mean, std), 1)
@@ -52,25 +61,38 @@ class FullCovarianceGaussianPosterior(Posterior):
     L whose diagonal is exp(·) of its raw value, so L Lᵀ is positive definite for any output
     (Kingma et al. 2016, IAF, Sec. 3, uses the same factor). The baseline for what correlations
     alone buy over the diagonal Gaussian, and so for what an implicit posterior adds beyond them.
+
+    Args:
+        event_shape, latent_dim: as for :class:`Posterior`.
+        hidden, act: widths and activation of the default MLP encoder.
+        net: the encoder instead of the default, any module x (B, *event_shape) ->
+            (B, D + D(D+1)/2) (means, then L's lower triangle row by row).
     """
 
     has_density = True
     has_moments = True
 
     def __init__(
-        self, data_dim: int, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "elu"
+        self,
+        event_shape: int | Sequence[int],
+        latent_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "elu",
+        *,
+        net: nn.Module | None = None,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         self.n_tril = latent_dim * (latent_dim + 1) // 2
-        self.net = mlp(data_dim, hidden, latent_dim + self.n_tril, act)
+        out = latent_dim + self.n_tril
+        self.net = net if net is not None else mlp(self.event_shape, hidden, out, act)
         rows, cols = torch.tril_indices(latent_dim, latent_dim)
         self.register_buffer("_rows", rows, persistent=False)
         self.register_buffer("_cols", cols, persistent=False)
 
     def distribution(self, x: torch.Tensor) -> torch.distributions.MultivariateNormal:
         """q(z|x) as a torch distribution with batch shape (B,) and event shape (D,)."""
-        self._check_x(x)
-        out = self.net(x)
+        x = self._check_x(x)
+        out = network_output(self.net, x, self.latent_dim + self.n_tril)
         mean, raw = out[:, : self.latent_dim], out[:, self.latent_dim :]
         d = self.latent_dim
         tril = raw.new_zeros(x.shape[0], d, d)

@@ -1,16 +1,11 @@
-"""Variational posteriors q(z|x): explicit (diagonal and full-covariance Gaussian) and implicit
-(sampler-only).
-
-The family contract lives in :class:`Posterior`; every posterior returns a :class:`PosteriorSample`, which
-carries the samples and, where the posterior can give them, the moments of q(z|x) (used by adaptive
-contrast) and log q(z|x) (used by estimators that need a density).
-"""
+"""The implicit posterior z = g(ε, x): a sampler network, no density."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..networks import NoiseInjectedMLP
 from .base import Posterior, PosteriorSample
@@ -24,6 +19,15 @@ class ImplicitPosterior(Posterior):
     per x give empirical moments for adaptive contrast (the AVB Stan example uses batch moments the same
     way).
 
+    Args:
+        event_shape, latent_dim: as for :class:`Posterior`.
+        noise_dim: dimension of ε.
+        hidden, act, inject_hidden: the default sampler network (:class:`NoiseInjectedMLP`).
+        moment_samples: extra draws per x for the moments adaptive contrast reads.
+        net: the sampler instead of the default, any module ``net(x, eps)`` with x
+            (N, *event_shape) and eps (N, noise_dim) -> z (N, D), e.g. AVB's convolutional
+            :class:`~implicit_vae.networks.ConvNoiseEncoder`.
+
     References:
         > L. Mescheder, S. Nowozin, A. Geiger. Adversarial Variational Bayes, ICML 2017, Sec. 3.
     """
@@ -32,26 +36,40 @@ class ImplicitPosterior(Posterior):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         noise_dim: int = 16,
         hidden: Sequence[int] = (256, 256),
         act: str = "elu",
         inject_hidden: bool = False,
         moment_samples: int = 16,
+        *,
+        net: nn.Module | None = None,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         if noise_dim < 1:
             raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
         self.noise_dim = noise_dim
         self.moment_samples = moment_samples
-        self.net = NoiseInjectedMLP(data_dim, noise_dim, hidden, latent_dim, act, inject_hidden)
+        self.net = (
+            net
+            if net is not None
+            else NoiseInjectedMLP(
+                self.event_shape, noise_dim, hidden, latent_dim, act, inject_hidden
+            )
+        )
 
     def _draw(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b = x.shape[0]
-        eps = torch.randn(n, b, self.noise_dim, device=x.device, dtype=x.dtype)
-        x_rep = x.unsqueeze(0).expand(n, b, self.data_dim)
-        return self.net(x_rep.reshape(n * b, -1), eps.reshape(n * b, -1)).view(n, b, -1)
+        eps = torch.randn(n * b, self.noise_dim, device=x.device, dtype=x.dtype)
+        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * b, *x.shape[1:])
+        z = self.net(x_rep, eps)
+        if z.shape != (n * b, self.latent_dim):
+            raise ValueError(
+                f"{type(self.net).__name__} returned shape {tuple(z.shape)}; expected "
+                f"({n * b}, {self.latent_dim})"
+            )
+        return z.view(n, b, -1)
 
     def _sample_without_moments(self, x: torch.Tensor, n: int) -> PosteriorSample:
         # The moment draws cost more than the sample itself; plain AVB never reads them.

@@ -1,10 +1,4 @@
-"""Variational posteriors q(z|x): explicit (diagonal and full-covariance Gaussian) and implicit
-(sampler-only).
-
-The family contract lives in :class:`Posterior`; every posterior returns a :class:`PosteriorSample`, which
-carries the samples and, where the posterior can give them, the moments of q(z|x) (used by adaptive
-contrast) and log q(z|x) (used by estimators that need a density).
-"""
+"""AVB's adaptive-contrast (noise-basis) encoder z = z0(x) + Σ_i a_i(x) ⊙ v_i(ε_i), with moments."""
 
 from __future__ import annotations
 
@@ -14,7 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..networks import ParallelMLPs, activation
+from ..networks import ParallelMLPs
+from ..networks.mlp import MLPTrunk
 from .base import Posterior, PosteriorSample
 
 
@@ -29,6 +24,15 @@ class NoiseBasisPosterior(Posterior):
     The coefficients a_i(x) = ELU(lin_i(h(x)) − 5) + 1 start small and positive, as in the AVB code.
     Samples are implicit (no density) unless ``n_basis`` v_i are linear in ε, which we do not assume.
 
+    Args:
+        event_shape, latent_dim: as for :class:`Posterior`.
+        noise_dim, n_basis: dimension of each ε_i and the number K of bases.
+        hidden, basis_hidden, act: the default trunk (an MLP) and bases (K MLPs of ε_i).
+        trunk: the feature network instead of the default, any module x (B, *event_shape) ->
+            (B, feature_dim), e.g. :class:`~implicit_vae.networks.ConvEncoder`.
+        feature_dim: the trunk's output width; read from ``trunk.out_features`` when not given.
+        bases: the noise bases instead of the default, a module (K, N, noise_dim) -> (K, N, D).
+
     References:
         > L. Mescheder, S. Nowozin, A. Geiger. Adversarial Variational Bayes, ICML 2017, Sec. 4 and
         > the official ``conv0_ac`` encoder.
@@ -38,26 +42,36 @@ class NoiseBasisPosterior(Posterior):
 
     def __init__(
         self,
-        data_dim: int,
+        event_shape: int | Sequence[int],
         latent_dim: int,
         noise_dim: int = 16,
         n_basis: int = 16,
         hidden: Sequence[int] = (256, 256),
         basis_hidden: Sequence[int] = (128, 128, 128),
         act: str = "elu",
+        *,
+        trunk: nn.Module | None = None,
+        feature_dim: int | None = None,
+        bases: nn.Module | None = None,
     ):
-        super().__init__(data_dim, latent_dim)
+        super().__init__(event_shape, latent_dim)
         if noise_dim < 1 or n_basis < 1:
             raise ValueError(f"noise_dim and n_basis must be >= 1, got {noise_dim}, {n_basis}")
         self.noise_dim, self.n_basis = noise_dim, n_basis
-        widths = [data_dim, *hidden]
-        trunk: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            trunk += [nn.Linear(a, b), activation(act)]
-        self.trunk = nn.Sequential(*trunk)
-        self.z0 = nn.Linear(widths[-1], latent_dim)
-        self.coeffs = nn.Linear(widths[-1], n_basis * latent_dim)
-        self.bases = ParallelMLPs(n_basis, noise_dim, basis_hidden, latent_dim, act)
+        self.trunk = trunk if trunk is not None else MLPTrunk(self.event_shape, hidden, act)
+        width = feature_dim if feature_dim is not None else getattr(self.trunk, "out_features", None)
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(
+                f"the trunk {type(self.trunk).__name__} has no out_features; pass feature_dim, "
+                "the width of its output (B, feature_dim)"
+            )
+        self.z0 = nn.Linear(width, latent_dim)
+        self.coeffs = nn.Linear(width, n_basis * latent_dim)
+        self.bases = (
+            bases
+            if bases is not None
+            else ParallelMLPs(n_basis, noise_dim, basis_hidden, latent_dim, act)
+        )
 
     def _sample(self, x: torch.Tensor, n: int) -> PosteriorSample:
         b, d, k = x.shape[0], self.latent_dim, self.n_basis

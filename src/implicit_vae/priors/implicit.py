@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..networks import mlp
 from .base import Prior
@@ -39,7 +40,8 @@ class ImplicitPrior(Prior):
         latent_dim: D.
         noise_dim: dimension of η.
         hidden: widths of h's hidden layers.
-        act: activation name (see :data:`implicit_vae.nets.ACTIVATIONS`).
+        act: activation name (see :data:`implicit_vae.networks.ACTIVATIONS`).
+        generator: h instead of the default MLP, any module η (n, noise_dim) -> z (n, D).
     """
 
     def __init__(
@@ -48,14 +50,18 @@ class ImplicitPrior(Prior):
         noise_dim: int = 8,
         hidden: Sequence[int] = (64, 64),
         act: str = "elu",
+        *,
+        generator: nn.Module | None = None,
     ):
         super().__init__(latent_dim)
         if noise_dim < 1:
             raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
         self.noise_dim = noise_dim
-        self.generator = mlp(noise_dim, tuple(hidden), latent_dim, act)
+        self.generator = (
+            generator if generator is not None else mlp(noise_dim, tuple(hidden), latent_dim, act)
+        )
 
     def _sample(self, n: int) -> torch.Tensor:
-        weight = self.generator[0].weight
+        weight = next(self.generator.parameters())  # device and dtype of h
         eta = torch.randn(n, self.noise_dim, device=weight.device, dtype=weight.dtype)
         return self.generator(eta)
