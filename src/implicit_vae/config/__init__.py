@@ -4,6 +4,7 @@ objects (``implicit_vae.config.factory``, imported on demand so that checking a 
 
 from .schema import (
     ACTIVATION_NAMES,
+    ARCHITECTURE_NAMES,
     ESTIMATOR_NAMES,
     LIKELIHOOD_NAMES,
     POSTERIOR_NAMES,
@@ -23,6 +24,7 @@ from .schema import (
 
 __all__ = [
     "ACTIVATION_NAMES",
+    "ARCHITECTURE_NAMES",
     "ESTIMATOR_NAMES",
     "LIKELIHOOD_NAMES",
     "POSTERIOR_NAMES",

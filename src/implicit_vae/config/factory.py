@@ -1,21 +1,113 @@
-"""Build an :class:`ImplicitVAE` from a validated :class:`Config`, choosing components by name."""
+"""Build an :class:`ImplicitVAE` from a validated :class:`Config`, choosing components by name.
+
+The only place where a config becomes objects: components take plain arguments and modules. Every
+option a component's class accepts is reachable, from a typed key (``model.noise_dim``,
+``divergence.critic_width`` …) or from the section's options mapping (``model.posterior_options``,
+``model.prior_options``, ``model.likelihood_options``, ``divergence.options``); a typed key set
+away from its default for a class that does not take it, or an option the class does not accept, is
+a one-line :class:`ConfigError` rather than silently dropped.
+
+The family-wide sizes (``model.noise_dim``, ``model.n_basis``, ``model.inject_noise``, the
+``model.prior_*`` sizes, ``divergence.critic_width`` / ``critic_blocks``) only warn when the chosen
+class does not read them: a shipped config sets them for its own posterior, and
+``--set model.posterior=gaussian`` on top of it must still run.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import warnings
+from collections.abc import Sequence
+from typing import Any
 
 from ..divergences import ESTIMATORS
 from ..likelihoods import LIKELIHOODS
-from ..model import ImplicitVAE, IncompatibleComponentsError
+from ..model import ImplicitVAE, IncompatibleComponentsError, compatible_estimators
+from ..networks.shapes import event_shape_of
 from ..posteriors import POSTERIORS
 from ..priors import PRIORS, Prior, SamplePrior, StandardNormal
-from .schema import Config, ConfigError, ModelConfig
+from .networks import build_networks
+from .schema import Config, ConfigError, DivergenceConfig, ModelConfig
+
+# typed key -> (the constructor argument it fills, for the family it belongs to)
+_POSTERIOR_KEYS = {"noise_dim": "noise_dim", "n_basis": "n_basis", "inject_noise": "inject_hidden"}
+_PRIOR_KEYS = {
+    "prior_components": "components",
+    "prior_learnable": "learnable",
+    "prior_noise_dim": "noise_dim",
+    "prior_hidden": "hidden",
+}
+_ESTIMATOR_KEYS = {
+    "critic_width": "width",
+    "critic_blocks": "blocks",
+    "waymarks": "waymarks",
+    "contrast": "contrast",
+    "contrast_scale": "contrast_scale",
+}
+# keys that name one estimator's feature: set for another estimator, they are an error
+_SPECIFIC = {"contrast", "contrast_scale", "waymarks"}
 
 
-def _options(cls: type, candidates: dict) -> dict:
-    """The subset of ``candidates`` that ``cls.__init__`` accepts."""
-    accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in candidates.items() if k in accepted}
+class UnusedOptionWarning(UserWarning):
+    """A config key was set for a class that does not read it."""
+# set by the factory itself, never by an options mapping
+_RESERVED = {"event_shape", "latent_dim", "self", "net", "trunk", "feature_dim", "decoder",
+             "x_features", "generator", "bank"}  # fmt: skip
+
+
+def _accepted(cls: type) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def _defaults(section: type) -> dict[str, Any]:
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(section)
+    }
+
+
+def _typed_options(
+    section_name: str, section: Any, keys: dict[str, str], cls: type, label: str
+) -> dict[str, Any]:
+    """Constructor arguments from typed keys; a key set away from its default for a class that
+    does not take it is an error naming the key."""
+    accepted, defaults, out = _accepted(cls), _defaults(type(section)), {}
+    for key, argument in keys.items():
+        value = getattr(section, key)
+        if argument in accepted:
+            out[argument] = tuple(value) if isinstance(value, list) else value
+        elif value != defaults[key]:
+            message = (
+                f"{section_name}.{key}: {value!r} does not apply to {label}, whose "
+                f"{cls.__name__} takes no {argument!r}; leave it at {defaults[key]!r}"
+            )
+            if key in _SPECIFIC:
+                raise ConfigError(message)
+            warnings.warn(message, UnusedOptionWarning, stacklevel=3)
+    return out
+
+
+def _extra_options(key: str, options: dict[str, Any], cls: type, label: str) -> dict[str, Any]:
+    """An options mapping, checked against the class's constructor."""
+    accepted = _accepted(cls) - _RESERVED
+    for name in options:
+        if name not in accepted:
+            names = ", ".join(sorted(accepted)) or "none"
+            raise ConfigError(
+                f"{key}: {name!r} is not an option of {label} ({cls.__name__}); "
+                f"it accepts: {names}"
+            )
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+def _construct(key: str, cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)``; a ValueError from the class (a bad option value) becomes a
+    ConfigError naming ``key``."""
+    try:
+        return cls(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def _build_prior(m: ModelConfig) -> Prior:
@@ -31,85 +123,86 @@ def _build_prior(m: ModelConfig) -> Prior:
         except ValueError as err:
             raise ConfigError(f"model.prior_path: {err}") from None
     cls = PRIORS[m.prior]
-    options = {
-        "components": m.prior_components,
-        "learnable": m.prior_learnable,
-        "noise_dim": m.prior_noise_dim,
-        "hidden": tuple(m.prior_hidden),
-        "act": m.activation,
-    }
-    return cls(m.latent_dim, **_options(cls, options))
+    label = f"model.prior={m.prior!r}"
+    options = _typed_options("model", m, _PRIOR_KEYS, cls, label)
+    if "act" in _accepted(cls):
+        options["act"] = m.activation
+    options.update(_extra_options("model.prior_options", m.prior_options, cls, label))
+    return _construct("model.prior_options", cls, m.latent_dim, **options)
 
 
-def build_model(cfg: Config, data_dim: int) -> ImplicitVAE:
-    """Assemble posterior, prior, likelihood and estimator for data of ``data_dim`` dimensions.
-
-    Raises:
-        ConfigError: when the chosen estimator cannot work with the chosen posterior and prior; the
-            message lists the estimators that can.
-    """
-    m, d = cfg.model, cfg.divergence
-    hidden = tuple(m.hidden)
-    posterior_cls = POSTERIORS[m.posterior]
-    posterior = posterior_cls(
-        data_dim,
-        m.latent_dim,
-        **_options(
-            posterior_cls,
-            {
-                "hidden": hidden,
-                "act": m.activation,
-                "noise_dim": m.noise_dim,
-                "n_basis": m.n_basis,
-                "inject_hidden": m.inject_noise,
-            },
-        ),
-    )
-    prior = _build_prior(m)
-    likelihood = LIKELIHOODS[m.likelihood](
-        m.latent_dim, data_dim, hidden=hidden[::-1], act=m.activation
-    )
-    estimator_cls = ESTIMATORS[d.name]
-    reason = estimator_cls.requirements_error(posterior, prior)
-    if reason is not None:
-        from ..model import compatible_estimators
-
-        raise ConfigError(
-            f"divergence.name: {d.name!r} cannot be used here: {reason}; choose one of "
-            f"{', '.join(compatible_estimators(posterior, prior))}"
-        )
-    # The ½‖z‖² skip encodes −log N(z; 0, I), the known part of the optimal T when q is compared with
-    # a standard normal prior (AVB, AAE). Under adaptive contrast the normalised q is already close
-    # to N(0, I), so the optimal T is near 0 and the skip would only give the critic a term to undo.
-    skip = d.gaussian_skip and d.name in ("avb", "aae") and isinstance(prior, StandardNormal)
-    options = _options(
-        estimator_cls,
-        {
-            "width": d.critic_width,
-            "blocks": d.critic_blocks,
-            "gaussian_skip": skip,
-            "waymarks": d.waymarks,
-            "contrast": d.contrast,
-            "contrast_scale": d.contrast_scale,
-        },
-    )
-    if d.contrast != "diagonal" and "contrast" not in options:
-        raise ConfigError(
-            f"divergence.contrast: {d.contrast!r} applies to avb_ac only, but divergence.name is "
-            f"{d.name!r}; leave it at 'diagonal'"
-        )
-    if d.contrast_scale != 1.0 and "contrast_scale" not in options:
-        raise ConfigError(
-            f"divergence.contrast_scale: {d.contrast_scale} applies to avb_ac only, but "
-            f"divergence.name is {d.name!r}; leave it at 1.0"
-        )
-    if d.waymarks > 1 and "waymarks" not in options:
-        takers = [n for n, c in ESTIMATORS.items() if "waymarks" in _options(c, {"waymarks": 1})]
+def _estimator_options(d: DivergenceConfig, cls: type, prior: Prior) -> dict[str, Any]:
+    label = f"divergence.name={d.name!r}"
+    accepted = _accepted(cls)
+    if d.waymarks > 1 and "waymarks" not in accepted:
+        takers = [n for n, c in ESTIMATORS.items() if "waymarks" in _accepted(c)]
         raise ConfigError(
             f"divergence.waymarks: {d.waymarks} needs a logistic-critic estimator "
             f"({', '.join(takers)}), but divergence.name is {d.name!r}; use waymarks=1"
         )
-    estimator = estimator_cls(data_dim, m.latent_dim, **options)
+    options = _typed_options("divergence", d, _ESTIMATOR_KEYS, cls, label)
+    if "gaussian_skip" in accepted:
+        # The ½‖z‖² skip encodes −log N(z; 0, I), the known part of the optimal T when q is
+        # compared with a standard normal prior (AVB, AAE). Under adaptive contrast the normalised q
+        # is already close to N(0, I), so the optimal T is near 0 and the skip would only give the
+        # critic a term to undo.
+        options["gaussian_skip"] = (
+            d.gaussian_skip and d.name in ("avb", "aae") and isinstance(prior, StandardNormal)
+        )
+    options.update(_extra_options("divergence.options", d.options, cls, label))
+    return options
+
+
+def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
+    """Assemble posterior, prior, likelihood and estimator for data whose examples have shape
+    ``data_shape`` (an int ``d`` for flat rows of d values, or an event shape such as (1, 28, 28)).
+
+    Raises:
+        ConfigError: when the chosen estimator cannot work with the chosen posterior and prior (the
+            message lists the estimators that can), an option does not apply to the chosen class,
+            or a network cannot be built.
+    """
+    m, d = cfg.model, cfg.divergence
+    event_shape = event_shape_of(data_shape)
+    nets = build_networks(cfg, event_shape)
+    hidden = tuple(m.hidden)
+
+    posterior_cls = POSTERIORS[m.posterior]
+    label = f"model.posterior={m.posterior!r}"
+    options = _typed_options("model", m, _POSTERIOR_KEYS, posterior_cls, label)
+    options.update(hidden=hidden, act=m.activation)
+    options.update(_extra_options("model.posterior_options", m.posterior_options, posterior_cls,
+                                  label))  # fmt: skip
+    posterior = _construct(
+        "model.posterior_options", posterior_cls, event_shape, m.latent_dim, **options,
+        **nets.posterior,
+    )  # fmt: skip
+    prior = _build_prior(m)
+    likelihood_cls = LIKELIHOODS[m.likelihood]
+    options = _extra_options("model.likelihood_options", m.likelihood_options, likelihood_cls,
+                             f"model.likelihood={m.likelihood!r}")  # fmt: skip
+    likelihood = _construct(
+        "model.likelihood_options", likelihood_cls, m.latent_dim, event_shape,
+        hidden=hidden[::-1], act=m.activation, **options, **nets.likelihood,
+    )  # fmt: skip
+
+    estimator_cls = ESTIMATORS[d.name]
+    reason = estimator_cls.requirements_error(posterior, prior)
+    if reason is not None:
+        raise ConfigError(
+            f"divergence.name: {d.name!r} cannot be used here: {reason}; choose one of "
+            f"{', '.join(compatible_estimators(posterior, prior))}"
+        )
+    options = _estimator_options(d, estimator_cls, prior)
+    if nets.critic and "x_features" in _accepted(estimator_cls):
+        options.update(nets.critic)
+    elif m.critic:
+        raise ConfigError(
+            f"model.critic: divergence.name={d.name!r} has no critic on x to give it to; "
+            "use avb, avb_ac, kl_nwj, kl_dv, reverse_kl or js"
+        )
+    estimator = _construct("divergence.options", estimator_cls, event_shape, m.latent_dim,
+                           **options)  # fmt: skip
     needed = getattr(estimator, "min_samples_per_x", 1)
     if cfg.train.n_samples < needed:
         raise ConfigError(

@@ -27,6 +27,7 @@ ACTIVATION_NAMES = ("elu", "relu", "leaky_relu", "tanh", "softplus")
 POSTERIOR_NAMES = ("gaussian", "gaussian_full", "implicit", "noise_basis")
 PRIOR_NAMES = ("standard_normal", "gaussian_mixture", "implicit", "samples")
 SCHEDULE_NAMES = ("constant", "cosine")
+ARCHITECTURE_NAMES = ("mlp", "conv")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,9 @@ class DataConfig:
     mnist_train_limit: int | None = field(
         default=None, metadata=_at_least(1)
     )  # use only the first N training images (None: all)
+    image_shape: list[int] | None = field(
+        default=None, metadata=_at_least(1)
+    )  # file: rows are images of [H, W] or [C, H, W] (digits and mnist know theirs)
 
 
 @dataclass
@@ -73,6 +77,20 @@ class ModelConfig:
     n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
     inject_noise: bool = False  # implicit: also add a linear map of ε at every hidden layer
     beta: float = field(default=1.0, metadata=_at_least(0.0))  # KL weight; 1 is the ELBO
+    architecture: str = field(
+        default="mlp", metadata=_choices(*ARCHITECTURE_NAMES)
+    )  # mlp, or conv: AVB's convolutional networks (image data only)
+    conv_width: int | None = field(
+        default=None, metadata=_at_least(1)
+    )  # conv: channels of the first conv layer, doubling after (None: AVB's 64, 32 below 16 px)
+    encoder: str | None = None  # your own encoder builder, "package.module:function"
+    decoder: str | None = None  # your own decoder builder, "package.module:function"
+    critic: str | None = None  # your own builder of the critic's x-branch, "package.module:function"
+    posterior_options: dict = field(
+        default_factory=dict
+    )  # further keyword arguments of the posterior class (e.g. moment_samples, basis_hidden)
+    prior_options: dict = field(default_factory=dict)  # further keyword arguments of the prior
+    likelihood_options: dict = field(default_factory=dict)  # e.g. fixed_std for gaussian
 
 
 @dataclass
@@ -90,6 +108,9 @@ class DivergenceConfig:
     contrast_scale: float = field(
         default=1.0, metadata={"min": 0.0, "exclusive_min": True}
     )  # avb_ac: contrast N(μ, s²Σ); s > 1 lets the critic see, and charge, q's heavy tails
+    options: dict = field(
+        default_factory=dict
+    )  # further keyword arguments of the estimator class (e.g. k for knn, bandwidth for kde)
 
 
 @dataclass
@@ -126,6 +147,16 @@ class TrainConfig:
     strategy: str = field(
         default="auto", metadata=_choices("auto", "ddp")
     )  # auto: DDP when torchrun starts several processes; ddp: always DDP (needs torchrun)
+    accelerator: str = field(
+        default="auto", metadata=_choices("auto", "cpu", "gpu", "cuda", "mps")
+    )  # auto: a CUDA GPU if one is visible, else the CPU; gpu is cuda
+    devices: int | None = field(
+        default=None, metadata=_at_least(1)
+    )  # devices per machine; None: 1, or torchrun's --nproc_per_node (one process per device)
+    precision: str = field(
+        default="32-true", metadata=_choices("32-true", "bf16-mixed", "16-mixed")
+    )  # mixed: autocast forward passes, fp32 weights; 16-mixed (CUDA only) adds a GradScaler
+    compile: bool = False  # torch.compile the model's forward and critic loss
 
 
 @dataclass
@@ -157,6 +188,7 @@ def _type_name(tp: Any) -> str:
     return {
         type(None): "null",
         bool: "true/false",
+        dict: "a mapping of option names to values",
         int: "an integer",
         float: "a number",
         str: "a string",
@@ -177,6 +209,10 @@ def _coerce(value: Any, tp: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise TypeError
         return [_coerce(v, typing.get_args(tp)[0]) for v in value]
+    if tp is dict:  # options passed on to a component's constructor, checked by the factory
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise TypeError
+        return dict(value)
     if tp is type(None):
         if value is None:
             return None

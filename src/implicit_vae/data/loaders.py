@@ -39,6 +39,7 @@ class DataOptions(Protocol):
     test_fraction: float
     toy4_size: int
     mnist_train_limit: int | None
+    image_shape: list[int] | None
 
 
 class DataError(ValueError):
@@ -61,10 +62,18 @@ class Dataset:
     dynamic_binarize: bool  # the trainer must resample Bernoulli(train batch) each step
     name: str
     note: str | None = None  # e.g. which MNIST fallback split was used
+    channels: int = 1  # colour channels of an image row (its event shape is (channels, H, W))
 
     @property
     def data_dim(self) -> int:
         return int(self.train.shape[1])
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one example as the networks see it: (C, H, W) for images, else (D,)."""
+        if self.image_shape is None:
+            return (self.data_dim,)
+        return (self.channels, *self.image_shape)
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -339,8 +348,21 @@ def _file(cfg: DataOptions, seed: int) -> Dataset:
         raise DataError(f"{path}: data range [{x.min():g}, {x.max():g}] is not in [0, 1], so it "
                         f"cannot be binarised; use data.binarize=none with a gaussian likelihood")
     labels = None if y is None else torch.as_tensor(y, dtype=torch.int64)
-    return _split_and_finish("file", torch.as_tensor(x, dtype=torch.float32), labels, cfg,
+    channels = 1
+    if cfg.image_shape is not None:
+        channels, image_shape = _image_shape(cfg.image_shape, x.shape[1])
+    data = _split_and_finish("file", torch.as_tensor(x, dtype=torch.float32), labels, cfg,
                              seed, image_shape, mode)
+    data.channels = channels
+    return data
+
+
+def _image_shape(shape: list[int], columns: int) -> tuple[int, tuple[int, int]]:
+    """``data.image_shape`` [H, W] or [C, H, W] -> (C, (H, W)), checked against the row length."""
+    if len(shape) not in (2, 3) or math.prod(shape) != columns:
+        raise DataError(f"data.image_shape: {list(shape)} does not fit rows of {columns} values; "
+                        "expected [H, W] or [C, H, W] whose product is the row length")
+    return (1, (shape[0], shape[1])) if len(shape) == 2 else (shape[0], (shape[1], shape[2]))
 
 
 _LOADERS = {"toy4": _toy4, "digits": _digits, "mnist": _mnist, "file": _file}
