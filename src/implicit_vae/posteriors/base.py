@@ -19,8 +19,6 @@ from ..networks.shapes import as_event_batch, event_shape_of
 
 
 @dataclass
-
-@dataclass
 class PosteriorSample:
     """Samples of q(z|x) for a batch.
 
