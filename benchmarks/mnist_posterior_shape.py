@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import digamma
+from scipy import stats
 
 from implicit_vae.divergences.adaptive_contrast import AVBAdaptiveContrast
 from implicit_vae.divergences.critics import pair_with_x
@@ -54,16 +54,13 @@ posterior_shape = _load_contrast_module().posterior_shape  # one measurement for
 
 def marginal_kl_1d(samples: np.ndarray) -> float:
     """KL(q ‖ N(0, 1)) of a one-dimensional q from its samples (n,): −H(q) + ½ log 2π + ½ E[u²],
-    the entropy by m-spacings (Vasicek 1976), m = √n, each spacing x₍ᵢ₊ₘ₎ − x₍ᵢ₋ₘ₎ (indices clipped
-    at the ends) corrected by its exact mean log under uniform order statistics, ψ(k) − ψ(n + 1)
-    for a spacing of k. Robust to heavy tails, where a held-out kernel density estimate is not;
-    it errs slightly low (−0.01 nat for a Gaussian at n = 20,000), on the safe side of a bound."""
-    x = np.sort(samples.astype(np.float64))
-    n = len(x)
-    m = max(1, round(math.sqrt(n)))
-    index = np.arange(n)
-    lo, hi = np.clip(index - m, 0, n - 1), np.clip(index + m, 0, n - 1)
-    entropy = np.mean(np.log(x[hi] - x[lo]) - digamma(hi - lo) + digamma(n + 1))
+    the entropy by m-spacings with m = √n and Ebrahimi's boundary weights
+    (``scipy.stats.differential_entropy``; Vasicek 1976, Ebrahimi et al. 1994). Robust to heavy
+    tails, where a held-out kernel density estimate is not; it errs slightly low (−0.003 nat for a
+    Gaussian at n = 20,000), on the safe side of a bound."""
+    x = samples.astype(np.float64)
+    m = max(1, round(math.sqrt(len(x))))
+    entropy = stats.differential_entropy(x, window_length=m, method="ebrahimi")
     return float(-entropy + 0.5 * math.log(2 * math.pi) + 0.5 * np.mean(x * x))
 
 

@@ -38,7 +38,12 @@ class AnalyticKL(DivergenceEstimator):
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         mean, var = q.mean, q.var  # (B, D)
         if q.log_det_cov is None:
-            return 0.5 * (mean.pow(2) + var - 1.0 - var.log()).sum(-1)
+            normal = torch.distributions.Normal
+            q_dist = torch.distributions.Independent(normal(mean, var.sqrt()), 1)
+            p_dist = torch.distributions.Independent(normal(torch.zeros_like(mean), 1.0), 1)
+            return torch.distributions.kl_divergence(q_dist, p_dist)
+        # Full covariance: log det Σ comes exactly from the posterior's Cholesky factor, where
+        # re-factoring an ill-conditioned Σ (as kl_divergence on a MultivariateNormal would) loses it.
         log_det = q.log_det_cov
         return 0.5 * (mean.pow(2).sum(-1) + var.sum(-1) - mean.shape[-1] - log_det)
 
