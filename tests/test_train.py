@@ -99,7 +99,7 @@ def test_resume_reproduces_an_unbroken_run(tmp_path, divergence, posterior):
 def test_resume_mid_schedule_continues_the_cosine_curve(tmp_path, monkeypatch):
     """A cosine run stopped after its step-10 checkpoint and resumed equals the unbroken run: the
     rate is a function of the step, so nothing about the schedule has to be restored."""
-    from implicit_vae.training.module import ImplicitVAEModule
+    from implicit_vae.training.module import TwoPlayerLoop
 
     extra = ["train.lr_schedule=cosine", "train.max_steps=25"]
     fit(load_config(overrides=[*SMALL, *extra, f"train.run_dir={tmp_path / 'whole'}"]))
@@ -107,17 +107,17 @@ def test_resume_mid_schedule_continues_the_cosine_curve(tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
-    original = ImplicitVAEModule.on_train_batch_end
+    original = TwoPlayerLoop.on_step_end
 
-    def stop_after_step_10(self, *args):
-        original(self, *args)
+    def stop_after_step_10(self):
+        original(self)
         if self.model_step == 10:
             raise Stop
 
-    monkeypatch.setattr(ImplicitVAEModule, "on_train_batch_end", stop_after_step_10)
+    monkeypatch.setattr(TwoPlayerLoop, "on_step_end", stop_after_step_10)
     with pytest.raises(Stop):
         fit(load_config(overrides=[*SMALL, *extra, f"train.run_dir={tmp_path / 'split'}"]))
-    monkeypatch.setattr(ImplicitVAEModule, "on_train_batch_end", original)
+    monkeypatch.setattr(TwoPlayerLoop, "on_step_end", original)
     assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.ckpt")["model_step"] == 10
     fit(None, resume=tmp_path / "split")
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")

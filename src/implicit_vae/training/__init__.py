@@ -13,6 +13,7 @@ _EXPORTS = {
     "CriticSaturationWarning": ".guards",
     "NonFiniteError": ".guards",
     "ImplicitVAEModule": ".module",
+    "TwoPlayerLoop": ".module",
     "load_run": ".runs",
     "new_run_dir": ".runs",
 }

@@ -1,7 +1,10 @@
 """Multi-process training with ``torchrun``: who this process is, batch shards, collectives, RNG.
 
 ``torchrun --nproc_per_node W -m implicit_vae.cli train ...`` starts W processes; each runs the same
-training with Lightning's DDP strategy over the gloo backend. ``train.batch_size`` is the *global*
+training with Lightning Fabric's DDP strategy, over NCCL on CUDA GPUs (one device per process) and gloo
+on the CPU. Several machines: start torchrun on each with ``--nnodes N --node_rank R
+--rdzv_endpoint HOST:PORT`` (or ``--rdzv_backend c10d``) instead of ``--standalone``; nothing else
+changes. ``train.batch_size`` is the *global*
 batch: rank r of W takes rows ``r::W`` of the step's global batch, so W processes with B/W rows each see
 exactly the rows one process with B rows sees. Gradients are averaged by DDP, and both loss terms are
 batch means, so each update is the global-batch update up to the posterior and prior noise, which every
@@ -59,14 +62,6 @@ class World:
             ddp=strategy == "ddp" or world_size > 1,
         )
 
-    def setup(self) -> bool:
-        """Join the gloo process group now (before Lightning would) so a run directory can be agreed
-        on; returns True if this call created it."""
-        if not self.ddp or dist.is_initialized():
-            return False
-        dist.init_process_group("gloo")  # torchrun's MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
-        return True
-
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if not self.ddp:
@@ -89,18 +84,18 @@ class World:
             )
         return global_batch // self.world_size
 
-    def mean(self, values: list[float]) -> list[float]:
-        """Element-wise mean over ranks of a few floats (the values themselves for one process).
+    def reduce_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Element-wise mean over ranks of a small tensor, left on its device (no host read).
 
         Each rank's loss terms are means over its shard, so with equal shards this is the global
         batch mean; it is NaN or inf exactly when some rank's value is, so every rank reaches the
         same verdict on a non-finite term and none waits forever in a collective.
         """
         if not self.ddp or self.world_size == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(t)
-        return (t / self.world_size).tolist()
+            return values
+        values = values.clone()
+        dist.all_reduce(values)
+        return values / self.world_size
 
     def gather_rng(self) -> list[dict[str, Any]]:
         """Every rank's RNG states, in rank order (a collective: every rank must call it)."""
@@ -117,11 +112,17 @@ class World:
         return seed if self.rank == 0 else (seed * 1_000_003 + self.rank * 7_919) % (2**31 - 1)
 
 
+def process_group_backend(device_type: str) -> str:
+    """The collective backend for training on ``device_type``: NCCL between CUDA GPUs, else gloo."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
 class ShardedStream(Dataset):
     """Rows ``rank::world_size`` of each batch of a step-indexed batch stream.
 
     Args:
-        stream: map-style dataset whose item k is the k-th global batch, shape (B, D).
+        stream: map-style dataset whose item k is the k-th global batch, shape (B, D), on the
+            training device (slicing it there copies nothing to or from the host).
         world: this process's rank and the number of processes.
     """
 

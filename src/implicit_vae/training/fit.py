@@ -1,36 +1,34 @@
-"""Training entry point: ``fit`` builds the run directory, model, data stream and Lightning trainer.
+"""Training entry point: ``fit`` builds the run directory, model, data stream and Fabric, then runs
+the two-player loop.
 
-The LightningModule itself lives in :mod:`implicit_vae.lightning_module`, the NaN/inf guards in
-:mod:`implicit_vae.guards` and the multi-process pieces in :mod:`implicit_vae.distributed`.
+The loop lives in :mod:`implicit_vae.training.module`, the device/precision/strategy choice in
+:mod:`implicit_vae.training.devices`, the NaN/inf guards in :mod:`implicit_vae.training.guards` and
+the multi-process pieces in :mod:`implicit_vae.training.distributed`.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.strategies import DDPStrategy
-from torch.utils.data import DataLoader
+from lightning.fabric.utilities.seed import seed_everything
 
 from ..config import Config, ConfigError, config_from_dict
 from ..config.factory import build_model
 from ..data import load_dataset
-from ..data.stream import BatchStream, StepSampler
+from ..data.stream import BatchStream
 from .checkpoint import load_checkpoint, remove_stale_temporaries
+from .devices import make_fabric, resolve_accelerator
 from .distributed import ShardedStream, World
 from .guards import NonFiniteError
-from .logs import run_loggers
-from .module import ImplicitVAEModule
+from .logs import RunLogs
+from .module import TwoPlayerLoop
 from .runs import new_run_dir, write_json
 
-__all__ = ["ImplicitVAEModule", "NonFiniteError", "fit", "new_run_dir", "resume_config"]
+__all__ = ["NonFiniteError", "TwoPlayerLoop", "fit", "new_run_dir", "resume_config"]
 
 RESUMABLE_KEYS = (
     "max_steps",
@@ -45,6 +43,9 @@ RESUMABLE_KEYS = (
     "saturation_threshold",
     "saturation_patience",
     "strategy",
+    "accelerator",  # a run may move between devices; it is exact on the device it stays on
+    "devices",
+    "compile",
 )
 
 
@@ -87,31 +88,35 @@ def fit(
                 "pass --set train.max_steps=N with a larger N to continue"
             )
     world = World.from_env(cfg.train.strategy)
-    created = world.setup()
+    fabric = make_fabric(
+        resolve_accelerator(cfg.train.accelerator), cfg.train.devices, cfg.train.precision, world
+    )
+    created = world.ddp and not dist.is_initialized()
+    if world.ddp:  # joins torchrun's process group (NCCL on CUDA, gloo on the CPU)
+        fabric.launch()
     try:
-        return _fit(cfg, ckpt, Path(resume) if resume is not None else None, world)
+        return _fit(cfg, ckpt, Path(resume) if resume is not None else None, world, fabric)
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _fit(
-    cfg: Config, ckpt: dict[str, Any] | None, run_dir: Path | None, world: World
+    cfg: Config, ckpt: dict[str, Any] | None, run_dir: Path | None, world: World, fabric: Any
 ) -> tuple[Path, dict[str, Any]]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    L.seed_everything(cfg.train.seed, verbose=False)
+    seed_everything(cfg.train.seed, verbose=False)
     data = load_dataset(cfg.data, cfg.train.seed)
-    model = build_model(cfg, data.data_dim)
+    model = build_model(cfg, data.data_dim)  # on the CPU: the same initial weights on any device
     if model.likelihood.needs_binary_data and not data.binary:
         raise ConfigError(
             "model.likelihood: 'bernoulli' needs binary data, but these data are "
             "continuous; use data.binarize=dynamic or fixed, or model.likelihood=gaussian"
         )
-    stream = BatchStream(data.train, cfg.train.batch_size, cfg.train.seed, data.dynamic_binarize)
-    world.local_batch(stream.batch_size)  # refuses a batch that does not split evenly
+    world.local_batch(min(cfg.train.batch_size, data.train.shape[0]))  # must split evenly
     if world.rank:  # same initial weights (DDP broadcasts rank 0's), own posterior/prior noise
-        L.seed_everything(world.rank_seed(cfg.train.seed), verbose=False)
+        seed_everything(world.rank_seed(cfg.train.seed), verbose=False)
     if ckpt is None:
         # Rank 0 picks the directory (new_run_dir never reuses one); the others are told.
         run_dir = Path(
@@ -119,82 +124,50 @@ def _fit(
         )
         cfg.train.run_dir = str(run_dir)
     assert run_dir is not None
-    module = ImplicitVAEModule(cfg, model, data, run_dir, world)
+    loop = TwoPlayerLoop(cfg, model, data, run_dir, world, fabric)
     if ckpt is not None:
-        module.load_resume_state(ckpt)
+        loop.load_resume_state(ckpt)
     if world.is_zero:
         cfg.save(run_dir / "config.yaml")
         if ckpt is not None:  # no other process writes here now: a killed save's leftovers go
             remove_stale_temporaries(run_dir / "checkpoints")
-    trainer = _trainer(cfg, run_dir, module.model_step if ckpt is not None else None, world)
-    loader = DataLoader(
-        ShardedStream(stream, world) if world.world_size > 1 else stream,
-        batch_size=None,
-        sampler=StepSampler(module.model_step, cfg.train.max_steps),
-        num_workers=0,
-        generator=torch.Generator().manual_seed(0),
+        loop.logs = RunLogs(run_dir, loop.model_step if ckpt is not None else None)
+    loop.setup()
+    # The training set goes to the device once; each batch is indexed there (no host copies).
+    stream = BatchStream(
+        data.train, cfg.train.batch_size, cfg.train.seed, data.dynamic_binarize, fabric.device
     )
-    trainer.fit(module, train_dataloaders=loader)
-    return run_dir, (write_outputs(module, run_dir) if world.is_zero else {})
+    try:
+        loop.run(ShardedStream(stream, world) if world.world_size > 1 else stream)
+    finally:
+        if loop.logs is not None:
+            loop.logs.close()
+    return run_dir, (write_outputs(loop, run_dir) if world.is_zero else {})
 
 
-def _trainer(cfg: Config, run_dir: Path, resume_step: int | None, world: World) -> L.Trainer:
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-    callbacks = (
-        [TQDMProgressBar(refresh_rate=max(1, cfg.train.log_every))]
-        if cfg.train.progress_bar
-        else []
-    )
-    layout: dict[str, Any] = {"devices": 1}
-    if world.ddp:
-        # find_unused_parameters: a critic backward reaches no model parameter and vice versa.
-        layout = {
-            "strategy": DDPStrategy(process_group_backend="gloo", find_unused_parameters=True),
-            "devices": world.local_world_size,
-            "num_nodes": world.world_size // world.local_world_size,
-        }
-    return L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        max_steps=-1,
-        logger=run_loggers(run_dir, resume_step) if world.is_zero else False,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=cfg.train.progress_bar,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        log_every_n_steps=cfg.train.log_every,
-        use_distributed_sampler=False,  # the step-indexed stream is sharded by ShardedStream
-        **layout,
-    )
-
-
-def write_outputs(module: ImplicitVAEModule, run_dir: Path) -> dict[str, Any]:
+def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
     """summary.json and plots for a finished run."""
     from .report import write_plots
 
-    test = module.evaluate_split(module.data.test) if module.data.test.shape[0] else {}
+    test = loop.evaluate_split(loop.data.test, split="test") if loop.data.test.shape[0] else {}
     summary = {
-        "steps": module.model_step,
-        "wall_time_s": round(module.wall_time + time.perf_counter() - module._segment_start, 2),
-        "divergence": module.cfg.divergence.name,
-        "divergence_key": module.divergence_key,
-        "kl_is_estimate": module.cfg.divergence.name != "analytic",
-        "train": module.last_train_metrics,
-        "val": module.last_val_metrics,
+        "steps": loop.model_step,
+        "wall_time_s": round(loop.wall_time + time.perf_counter() - loop._segment_start, 2),
+        "divergence": loop.cfg.divergence.name,
+        "divergence_key": loop.divergence_key,
+        "kl_is_estimate": loop.cfg.divergence.name != "analytic",
+        "train": loop.last_train_metrics,
+        "val": loop.last_val_metrics,
         "test": test,
-        "best_val_loss": module.best_val,
-        "skipped_batches": module.skips.total,
-        "critic_saturated_at_step": module.alarm.saturated_at,
-        "processes": module.world.world_size,
+        "best_val_loss": loop.best_val,
+        "skipped_batches": loop.skips.total,
+        "critic_saturated_at_step": loop.alarm.saturated_at,
+        "processes": loop.world.world_size,
+        "device": loop.device.type,
+        "precision": loop.cfg.train.precision,
         "note": "loss = -reconstruction + beta * kl; with a critic-based divergence, kl is an "
         "estimate and -loss is an ELBO estimate, not a bound",
     }
     write_json(run_dir / "summary.json", summary)
-    write_plots(module.model, module.data, module.cfg, run_dir)
+    write_plots(loop.model.cpu(), loop.data, loop.cfg, run_dir)  # the figures are drawn on the CPU
     return summary

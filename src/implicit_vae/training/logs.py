@@ -1,8 +1,10 @@
-"""Loggers that continue a run's logs on resume instead of replacing them.
+"""Run logs: ``metrics.csv`` (written here with the csv module) and TensorBoard events (Fabric's logger).
 
-Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts; a resumed run must instead keep
-the rows up to its checkpoint and drop only those a crashed segment wrote after it (they will be
-recomputed). TensorBoard gets the same effect from ``purge_step``.
+A resumed run continues both instead of replacing them: ``metrics.csv`` keeps its rows up to the
+checkpoint's step and drops only those a crashed segment wrote after it (they will be recomputed), and
+TensorBoard gets the same effect from ``purge_step``. Every row is flushed when written, so a crash loses
+no logged row, and a rewrite (a new column, or the trim on resume) goes to a temporary file that is
+renamed over the old one, so a kill mid-rewrite loses nothing either.
 """
 
 from __future__ import annotations
@@ -10,71 +12,70 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from typing import Any
 
 
-class _ContinuingWriter(ExperimentWriter):
-    """Keeps rows of an existing metrics file with ``step <= keep_until_step``."""
+class MetricsCSV:
+    """``path`` with a ``step`` column and one column per metric; one row per :meth:`log` call.
 
-    def __init__(self, log_dir: str, keep_until_step: int):
-        self._keep_until_step = keep_until_step
-        super().__init__(log_dir=log_dir)
+    Args:
+        path: the CSV file.
+        resume_step: keep the existing rows with ``step <= resume_step`` (None: a new file).
+    """
 
-    def _check_log_dir_exists(self) -> None:
-        path = Path(self.metrics_file_path)
-        if not path.is_file():
+    def __init__(self, path: str | Path, resume_step: int | None = None):
+        self.path = Path(path)
+        self.fieldnames: list[str] = []
+        if resume_step is not None and self.path.is_file():
+            with self.path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.fieldnames = list(reader.fieldnames or [])
+                rows = [r for r in reader if r.get("step") and float(r["step"]) <= resume_step]
+            self._rewrite(rows)
+        elif self.path.exists():
+            self.path.unlink()
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        row: dict[str, Any] = {"step": step, **metrics}
+        new = [k for k in row if k not in self.fieldnames]
+        if new or not self.path.is_file():
+            rows = self._rows() if self.path.is_file() else []
+            self.fieldnames = sorted({*self.fieldnames, *new}, key=lambda k: (k != "step", k))
+            self._rewrite([*rows, row])
             return
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = list(reader.fieldnames or [])
-            rows = [
-                r for r in reader if r.get("step") and float(r["step"]) <= self._keep_until_step
-            ]
-        tmp = path.with_name(f".{path.name}.tmp")
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.fieldnames).writerow(row)
+
+    def _rows(self) -> list[dict[str, str]]:
+        with self.path.open(newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
         with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=header)
+            writer = csv.DictWriter(handle, fieldnames=self.fieldnames)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)  # the old rows are never absent from disk
-        self.metrics_keys = sorted(header)
-
-    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        # Lightning rewrites the file in place when a new column appears; a kill mid-rewrite would
-        # lose every row, so write a complete copy and rename it over the original.
-        path = Path(self.metrics_file_path)
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
+        os.replace(tmp, self.path)  # the old rows are never absent from disk
 
 
-class RunCSVLogger(CSVLogger):
-    """``run_dir/metrics.csv``, continued (not replaced) when ``resume_step`` is given."""
+class RunLogs:
+    """``run_dir/metrics.csv`` and TensorBoard events in ``run_dir/tensorboard``, continued (not
+    replaced) when ``resume_step`` is given. Only rank 0 makes one."""
 
     def __init__(self, run_dir: str | Path, resume_step: int | None = None):
-        super().__init__(save_dir=str(run_dir), name="", version="")
-        self._resume_step = -1 if resume_step is None else resume_step
+        from lightning.fabric.loggers import TensorBoardLogger
 
-    @property
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(self.log_dir, self._resume_step)
-        return self._experiment
+        purge = {} if resume_step is None else {"purge_step": resume_step + 1}
+        self.csv = MetricsCSV(Path(run_dir) / "metrics.csv", resume_step)
+        self.tensorboard = TensorBoardLogger(
+            root_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False, **purge
+        )
 
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.csv.log(metrics, step)
+        self.tensorboard.log_metrics(metrics, step=step)
+        self.tensorboard.experiment.flush()  # a crash loses no logged row
 
-def run_loggers(run_dir: str | Path, resume_step: int | None = None) -> list:
-    """TensorBoard events in ``run_dir/tensorboard`` and ``run_dir/metrics.csv``."""
-    purge = {} if resume_step is None else {"purge_step": resume_step + 1}
-    return [
-        TensorBoardLogger(
-            save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False, **purge
-        ),
-        RunCSVLogger(run_dir, resume_step),
-    ]
+    def close(self) -> None:
+        self.tensorboard.finalize("success")

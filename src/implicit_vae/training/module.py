@@ -1,22 +1,31 @@
-"""The LightningModule: alternating critic and model updates, guarded against NaN/inf, exact resume.
+"""The two-player loop: alternating critic and model updates, guarded against NaN/inf, exact resume.
 
-Manual optimisation, because AVB-style training alternates two players with their own optimizers
-(k critic steps per model step). Validation, checkpoints and logging are tied to the *model* step
-count, which survives a resume unchanged; a batch skipped under ``on_nonfinite: skip`` still counts
-as a step, so the data order stays a function of the step.
+AVB-style training alternates two players with their own optimizers (k critic steps per model step),
+so the loop is ours; Lightning Fabric supplies the device, autocast, the gradient scaler of
+``16-mixed`` and DDP. Validation, checkpoints and logging are tied to the *model* step count, which
+survives a resume unchanged; a batch skipped under ``on_nonfinite: skip`` still counts as a step, so
+the data order stays a function of the step.
+
+Host synchronisation: each update reads one small tensor back (its loss terms, the fused norm of its
+gradients and of the weights changed since the previous read), because the skip/stop guard must decide
+before the optimizer steps. That is one read per update (two per step with a critic) and nothing
+else in the inner loop; logging uses the values already read. Under DDP that tensor is all-reduced
+first (one small collective per update), so every rank reaches the same verdict.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
+from lightning.fabric.utilities.seed import seed_everything
 
 from .. import __version__
 from ..config import Config
@@ -28,6 +37,7 @@ from .checkpoint import (
     CheckpointError,
     atomic_save,
     collect_rng_states,
+    forked_rng,
     restore_rng_states,
 )
 from .distributed import World
@@ -38,15 +48,16 @@ from .schedules import lr_factor
 log = logging.getLogger("implicit_vae.train")
 
 
-class ImplicitVAEModule(L.LightningModule):
+class TwoPlayerLoop:
     """Trains an :class:`ImplicitVAE`: per batch, ``critic_steps`` critic updates then one model update.
 
     Args:
         cfg: the run's configuration.
-        model: the model to train.
+        model: the model to train (moved to the Fabric's device by :meth:`setup`).
         data: the split data set (validation set used for 'best' checkpoints).
         run_dir: where checkpoints are written.
         world: this process's rank among the training processes (default: the only one).
+        fabric: device, precision and strategy (default: one CPU process, 32-bit).
     """
 
     def __init__(
@@ -56,11 +67,14 @@ class ImplicitVAEModule(L.LightningModule):
         data: Dataset,
         run_dir: Path,
         world: World | None = None,
+        fabric: Any = None,
     ):
-        super().__init__()
-        self.automatic_optimization = False
+        if fabric is None:
+            from lightning.fabric import Fabric
+
+            fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
         self.cfg, self.model, self.data, self.run_dir = cfg, model, data, run_dir
-        self.world = world or World()
+        self.world, self.fabric = world or World(), fabric
         self.model_step = 0
         # Divergences that are not KL (MMD, energy distance, JS…) are logged under their own name.
         est = model.estimator
@@ -71,15 +85,34 @@ class ImplicitVAEModule(L.LightningModule):
         self._segment_start = time.perf_counter()
         self._window: dict[str, list[float]] = {}
         self._pending: dict[str, Any] | None = None
+        self._unchecked: dict[str, int] = {}  # player -> step of its update whose weights are unread
+        self._on_device: dict[str, torch.Tensor] = {}
+        self.logs: Any = None
         self.last_train_metrics: dict[str, float] = {}
         self.last_val_metrics: dict[str, float] = {}
         t = cfg.train
         self.skips = SkipCounter(t.on_nonfinite, t.max_consecutive_skips)
         self.alarm = SaturationAlarm(t.saturation_threshold, t.saturation_patience)
 
-    # --- optimisation -------------------------------------------------------------------------
-    def configure_optimizers(self):
-        t = self.cfg.train
+    @property
+    def device(self) -> torch.device:
+        return self.fabric.device
+
+    # --- set-up -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Move the model to the device (wrapped in DDP under torchrun), make both optimizers and
+        load their states when resuming."""
+        t, fabric = self.cfg.train, self.fabric
+        if t.compile:
+            self.model.forward = torch.compile(self.model.forward)  # type: ignore[method-assign]
+            self.model.critic_loss = torch.compile(self.model.critic_loss)  # type: ignore[method-assign]
+        wrapped = fabric.setup_module(self.model)
+        if self.world.ddp:
+            # critic_loss goes through DDP's forward too, so its backward all-reduces the critic.
+            wrapped.mark_forward_method("critic_loss")
+            self._net = wrapped
+        else:  # one process: the module itself (autocast comes from fabric.autocast())
+            self._net = self.model
         betas = (t.beta1, t.beta2)
         # Each player's parameters, listed once: the guards read them on every update.
         names = {id(p): n for n, p in self.model.named_parameters()}
@@ -95,14 +128,43 @@ class ImplicitVAEModule(L.LightningModule):
             opts.append(
                 torch.optim.Adam(self.model.critic_parameters(), lr=t.critic_lr, betas=betas)
             )
-        return opts
+        self._plain_optimizers = opts
+        wrapped_opts = fabric.setup_optimizers(*opts)
+        self.optimizers = list(wrapped_opts) if len(opts) > 1 else [wrapped_opts]
+        # 16-mixed: the GradScaler skips overflowing steps itself; inf gradients are no guard failure.
+        self._scaler = getattr(fabric.strategy.precision, "scaler", None)
+        if self._pending is not None:
+            for opt, state in zip(self._plain_optimizers, self._pending["optimizers"]):
+                opt.load_state_dict(state)  # states follow their parameters to the device
+            if self._scaler is not None and self._pending.get("scaler"):
+                self._scaler.load_state_dict(self._pending["scaler"])
 
-    def _optimizers(self) -> list[torch.optim.Optimizer]:
-        # The plain torch optimizers: Lightning's wrappers add hooks and profiling to every step.
-        opts = self.optimizers(use_pl_optimizer=False)
-        return list(opts) if isinstance(opts, (list, tuple)) else [opts]
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self, stream: Any) -> None:
+        """Steps ``model_step + 1 … max_steps`` on batches ``stream[k]`` (k = the step − 1)."""
+        from tqdm.auto import tqdm
 
-    def training_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        t = self.cfg.train
+        self._segment_start = time.perf_counter()
+        if self._pending is not None:  # right before the first resumed step
+            rng = self._pending["rng"]
+            if rng is not None:
+                restore_rng_states(rng)
+            else:  # resumed with more processes than the checkpoint has RNG states for
+                seed_everything(self.world.rank_seed(t.seed) + self.model_step, verbose=False)
+            self._pending = None
+        show = t.progress_bar and self.world.is_zero
+        self._bar = tqdm(
+            total=t.max_steps, initial=self.model_step, disable=not show, desc="train", leave=True
+        )
+        try:
+            for k in range(self.model_step, t.max_steps):
+                self.training_step(stream[k])
+                self.on_step_end()
+        finally:
+            self._bar.close()
+
+    def training_step(self, x: torch.Tensor) -> None:
         step = self.model_step + 1
         # Anomaly mode (debug) records forward tracebacks and raises on a NaN made in backward.
         with torch.autograd.set_detect_anomaly(self.cfg.train.detect_anomaly, check_nan=True):
@@ -117,17 +179,10 @@ class ImplicitVAEModule(L.LightningModule):
             stats["critic_saturated"] = float(self.alarm.saturated)
         for key, value in stats.items():
             self._window.setdefault(key, []).append(value)
-        t = self.cfg.train
-        if t.progress_bar and (step % t.log_every == 0 or step == t.max_steps):
-            # Only as often as the bar refreshes (a log_dict costs more than the guards), with the
-            # averages of the window about to be logged.
-            keys = {"loss": "loss", "acc": "critic_accuracy", self.divergence_key: None}
-            bar = {k: sum(w) / len(w) for k, v in keys.items() if (w := self._window.get(v or k))}
-            self.log_dict(bar, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def _update(self, x: torch.Tensor, step: int) -> dict[str, float] | None:
         """One batch: the critic updates, then the model update; None if the batch was skipped."""
-        t, opts = self.cfg.train, self._optimizers()
+        t, opts = self.cfg.train, self.optimizers
         stats: dict[str, float] = {}
         factor = lr_factor(t.lr_schedule, step, t.max_steps)
         for opt, base in zip(opts, (t.lr, t.critic_lr)):
@@ -138,40 +193,119 @@ class ImplicitVAEModule(L.LightningModule):
         if len(opts) > 1 and t.critic_steps > 0:
             for _ in range(t.critic_steps):
                 opts[1].zero_grad(set_to_none=True)
-                critic = self.model.critic_loss(x, t.n_samples)
-                loss, acc = self.world.mean([float(critic.loss.detach()), critic.accuracy])
-                if not math.isfinite(loss):
-                    return self._refuse(step, "critic loss", loss)
-                self._backward(critic.loss, step, "critic gradient")
-                bad = self._players["critic"].nonfinite_gradient()  # DDP-averaged
-                if bad is not None:
-                    return self._refuse(step, "critic gradient", bad)
+                with self._forward_context():
+                    critic = self._net.critic_loss(x, t.n_samples)
+                terms = [("critic loss", critic.loss), (None, critic.accuracy)]
+                values = self._backward_and_read(step, "critic", critic.loss, terms)
+                if values is None:
+                    return None
                 opts[1].step()
-                self._check_weights(step, "critic")
-            stats["critic_loss"], stats["critic_accuracy"] = loss, acc
+                self._unchecked["critic"] = step
+            stats["critic_loss"], stats["critic_accuracy"] = values
         opts[0].zero_grad(set_to_none=True)
-        terms = self.model(x, t.n_samples)
-        names = ("reconstruction", self.divergence_term, "model loss")
-        means = torch.stack([terms.reconstruction.mean(), terms.kl.mean(), terms.loss]).detach()
-        values = self.world.mean(means.tolist())  # one read of all three terms
-        for name, value in zip(names, values):
-            if not math.isfinite(value):
-                return self._refuse(step, name, value)
-        self._backward(terms.loss, step, "model gradient")
-        bad = self._players["model"].nonfinite_gradient()
-        if bad is not None:
-            return self._refuse(step, "model gradient", bad)
+        with self._forward_context():
+            out = self._net(x, t.n_samples)
+        terms = [
+            ("reconstruction", out.reconstruction.mean()),
+            (self.divergence_term, out.kl.mean()),
+            ("model loss", out.loss),
+        ]
+        values = self._backward_and_read(step, "model", out.loss, terms)
+        if values is None:
+            return None
         opts[0].step()
-        self._check_weights(step, "model")
+        self._unchecked["model"] = step
         stats.update(reconstruction=values[0], loss=values[2], **{self.divergence_key: values[1]})
         return stats
 
+    @contextlib.contextmanager
+    def _forward_context(self) -> Iterator[None]:
+        """Autocast; a forward that fails on weights left non-finite by the previous update (e.g. a
+        distribution's argument check) reports those weights, not its own error."""
+        try:
+            with self.fabric.autocast():
+                yield
+        except Exception:
+            self.check_weights()
+            raise
+
+    def _backward_and_read(
+        self, step: int, player: str, loss: torch.Tensor, terms: list[tuple[str | None, Any]]
+    ) -> list[float] | None:
+        """Backward, then one host read of the terms (rank means), the gradient norm and the weights
+        left unchecked by earlier updates; refuses (None, or raises) on a non-finite one. Terms
+        named None are logged but not guarded (e.g. accuracy, NaN for critics without one)."""
+        means = self.world.reduce_mean(
+            torch.stack(
+                [torch.as_tensor(v, device=self.device).detach().float().reshape(()) for _, v in terms]
+            )
+        )
+        names = [name for name, _ in terms]
+        if self.cfg.train.detect_anomaly:  # debug: name a non-finite loss before its backward
+            refused = self._check_terms(step, names, means.tolist())
+            if refused:
+                return None
+        self._backward(loss, step, f"{player} gradient")
+        grads = [p.grad for p in self._players[player].params if p.grad is not None]
+        parts = [means]
+        if grads and self._scaler is None:
+            parts.append(torch.stack(torch._foreach_norm(grads)).sum().float().view(1))
+        unchecked = list(self._unchecked.items())
+        parts += [self._weight_norm(name) for name, _ in unchecked]
+        values = torch.cat(parts).tolist()  # the one host read of this update
+        self._unchecked.clear()
+        n = len(terms)
+        rest = values[n:]
+        if grads and self._scaler is None:
+            grad_norm, rest = rest[0], rest[1:]
+        else:
+            grad_norm = 0.0
+        for (name, made_at), norm in zip(unchecked, rest):
+            if not math.isfinite(norm):
+                self._weights_failed(name, made_at)
+        if self._check_terms(step, names, values[:n]):
+            return None
+        if not math.isfinite(grad_norm):
+            bad = guards.nonfinite_value(grads)  # None: finite entries whose squares overflowed
+            if bad is not None:
+                self._refuse(step, f"{player} gradient", bad)
+                return None
+        return values[:n]
+
+    def _check_terms(self, step: int, names: list[str | None], values: list[float]) -> bool:
+        """True (after :meth:`_refuse`) if a guarded term is not finite."""
+        for name, value in zip(names, values):
+            if name is not None and not math.isfinite(value):
+                self._refuse(step, name, value)
+                return True
+        return False
+
+    def _weight_norm(self, player: str) -> torch.Tensor:
+        with torch.no_grad():
+            params = self._players[player].params
+            return torch.stack(torch._foreach_norm(params)).sum().float().view(1)
+
+    def check_weights(self) -> None:
+        """Read the weights changed since the last read now (before a checkpoint or validation)."""
+        if not self._unchecked:
+            return
+        unchecked = list(self._unchecked.items())
+        self._unchecked.clear()
+        norms = torch.cat([self._weight_norm(name) for name, _ in unchecked]).tolist()
+        for (name, made_at), norm in zip(unchecked, norms):
+            if not math.isfinite(norm):
+                self._weights_failed(name, made_at)
+
+    def _weights_failed(self, player: str, step: int) -> None:
+        bad = guards.first_nonfinite_weight(self._players[player].named)
+        if bad is None:  # finite entries whose squares overflowed the norm
+            return
+        detail = f"after the {player} update, from finite gradients; no checkpoint was written"
+        raise NonFiniteError(step, f"weight {bad[0]}", bad[1], detail, self.last_good_checkpoint())
+
     def _backward(self, loss: torch.Tensor, step: int, term: str) -> None:
         try:
-            if self.world.ddp:  # Lightning's backward prepares DDP's gradient all-reduce
-                self.manual_backward(loss)
-            else:  # one process needs none of its hooks and profiling
-                loss.backward()
+            self.fabric.backward(loss)  # scales under 16-mixed; DDP all-reduces as it goes
         except RuntimeError as err:  # detect_anomaly's report, turned into the guard's one line
             if guards.ANOMALY_MARK not in str(err):
                 raise
@@ -180,7 +314,7 @@ class ImplicitVAEModule(L.LightningModule):
 
     def _refuse(self, step: int, term: str, value: float) -> None:
         """Drop this batch's gradients; stop (raise) or count the batch as skipped."""
-        for opt in self._optimizers():
+        for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         shown = guards.describe_value(value)
         if not self.skips.should_skip():
@@ -188,85 +322,80 @@ class ImplicitVAEModule(L.LightningModule):
         if self.world.is_zero:
             total = self.skips.total
             log.warning("step %d skipped: the %s is %s (%d so far)", step, term, shown, total)
-        return None
-
-    def _check_weights(self, step: int, player: str) -> None:
-        weights = self._players[player]  # one fused check; names are looked up only on failure
-        bad = None if weights.weights_finite() else guards.first_nonfinite_weight(weights.named)
-        if bad is not None:  # the update is applied already: no batch can be skipped any more
-            detail = f"after the {player} update, from finite gradients; no checkpoint was written"
-            name, value = f"weight {bad[0]}", bad[1]
-            raise NonFiniteError(step, name, value, detail, self.last_good_checkpoint())
 
     def last_good_checkpoint(self) -> Path | None:
         path = self.run_dir / "checkpoints" / "last.ckpt"
         return path if path.is_file() else None
 
-    # --- hooks: resume, logging, validation, checkpoints ---------------------------------------
-    def on_train_start(self) -> None:
-        self._segment_start = time.perf_counter()
-        if self._pending is not None:
-            for opt, state in zip(self._optimizers(), self._pending["optimizers"]):
-                opt.load_state_dict(state)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Restoring the RNG right before the first resumed step makes anything Lightning draws while
-        # setting up irrelevant to the continuation.
-        if self._pending is not None:
-            rng = self._pending["rng"]
-            if rng is not None:
-                restore_rng_states(rng)
-            else:  # resumed with more processes than the checkpoint has RNG states for
-                seed = self.world.rank_seed(self.cfg.train.seed) + self.model_step
-                L.seed_everything(seed, verbose=False)
-            self._pending = None
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    # --- after each step: logging, validation, checkpoints ----------------------------------
+    def on_step_end(self) -> None:
         t, step = self.cfg.train, self.model_step
         last = step == t.max_steps
-        if step % t.log_every == 0 or last:
+        logged = step % t.log_every == 0 or last
+        validate = (step % t.val_every == 0 or last) and self.world.is_zero
+        save = step % t.checkpoint_every == 0 or last
+        if validate or save:
+            self.check_weights()  # no checkpoint or validation of non-finite weights
+        if logged:
             self.last_train_metrics = {k: sum(v) / len(v) for k, v in self._window.items()}
             metrics = {f"train/{k}": v for k, v in self.last_train_metrics.items()}
-            if self.cfg.train.on_nonfinite == "skip":
+            if t.on_nonfinite == "skip":
                 metrics["train/skipped_batches"] = float(self.skips.total)
             self._log(metrics)
             self._window = {}
-        if (step % t.val_every == 0 or last) and self.world.is_zero:
-            self.last_val_metrics = self.evaluate_split(self.data.val)
+            self._progress(step)
+        if validate:
+            self.last_val_metrics = self.evaluate_split(self.data.val, split="val")
             self._log({f"val/{k}": v for k, v in self.last_val_metrics.items()})
             if self.last_val_metrics["loss"] < self.best_val:
                 self.best_val = self.last_val_metrics["loss"]
                 atomic_save(self.checkpoint_state(), self.run_dir / "checkpoints" / "best.ckpt")
-        if step % t.checkpoint_every == 0 or last:
+        if save:
             rng = self.world.gather_rng()  # a collective: every rank takes part
             if self.world.is_zero:
                 atomic_save(self.checkpoint_state(rng), self.run_dir / "checkpoints" / "last.ckpt")
 
+    def _progress(self, step: int) -> None:
+        bar = getattr(self, "_bar", None)
+        if bar is None or bar.disable:
+            return
+        m = self.last_train_metrics
+        shown = {"loss": m.get("loss"), self.divergence_key: m.get(self.divergence_key)}
+        shown["acc"] = m.get("critic_accuracy")
+        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=False)
+        bar.update(step - bar.n)
+
     def _log(self, metrics: dict[str, float]) -> None:
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.model_step)
-            logger.save()  # flushed now, so a crash loses no logged row
+        if self.logs is not None:
+            self.logs.log(metrics, step=self.model_step)
 
     @torch.no_grad()
-    def evaluate_split(self, x_all: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
-        """Mean loss, reconstruction and KL estimate over a split; uses its own RNG stream so the
+    def evaluate_split(
+        self, x_all: torch.Tensor, batch_size: int = 500, split: str | None = None
+    ) -> dict[str, float]:
+        """Mean loss, reconstruction and KL estimate over a split, on the training device (the split
+        is copied there once); uses its own RNG stream (CPU and every CUDA device forked) so the
         training sequence is the same whether or not (or how often) validation runs."""
+        if split is not None:  # a split of the run: keep its device copy for the next validation
+            x_all = self._on_device.setdefault(split, x_all.to(self.device))
+        else:
+            x_all = x_all.to(self.device)
         was_training = self.model.training
         self.model.eval()
         key = self.divergence_key
-        totals = {"loss": 0.0, "reconstruction": 0.0, key: 0.0}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.train.seed + 12_345)
+        sums = []
+        with forked_rng(self.cfg.train.seed + 12_345):
             for x in x_all.split(batch_size):
                 terms = self.model(x, self.cfg.train.n_samples)
-                totals["reconstruction"] += float(terms.reconstruction.sum())
-                totals[key] += float(terms.kl.sum())
+                sums.append(torch.stack([terms.reconstruction.sum(), terms.kl.sum()]))
         self.model.train(was_training)
+        chunks = torch.stack(sums).tolist() if sums else []  # one host read
         n = x_all.shape[0]
-        out = {k: v / n for k, v in totals.items() if k != "loss"}
+        out = {"reconstruction": sum(c[0] for c in chunks) / n, key: sum(c[1] for c in chunks) / n}
         out["loss"] = -out["reconstruction"] + self.model.beta * out[key]
         return out
 
+    # --- checkpoints -------------------------------------------------------------------------------
     def checkpoint_state(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimizers, counters, RNG, config.
 
@@ -282,17 +411,20 @@ class ImplicitVAEModule(L.LightningModule):
             "best_val": self.best_val,
             "wall_time": self.wall_time + time.perf_counter() - self._segment_start,
             "model": self.model.state_dict(),
-            "optimizers": [o.state_dict() for o in self._optimizers()],
+            "optimizers": [o.state_dict() for o in self._plain_optimizers],
             "rng": ranks[0],
             "guards": {**self.skips.state(), **self.alarm.state()},
             "world_size": self.world.world_size,
+            "device": self.device.type,
         }
+        if self._scaler is not None:
+            state["scaler"] = self._scaler.state_dict()
         if len(ranks) > 1:
             state["rng_ranks"] = ranks  # rank r resumes from rng_ranks[r]
         return state
 
     def load_resume_state(self, ckpt: dict[str, Any]) -> None:
-        """Restore weights and counters now; optimizer and RNG states once training starts."""
+        """Restore weights and counters now; optimizer and RNG states in :meth:`setup` / :meth:`run`."""
         mismatch = state_mismatch(self.model.state_dict(), ckpt["model"])
         if mismatch:
             raise CheckpointError(
@@ -302,10 +434,13 @@ class ImplicitVAEModule(L.LightningModule):
         self.model_step = int(ckpt["model_step"])
         self.best_val = float(ckpt["best_val"])
         self.wall_time = float(ckpt["wall_time"])
-        guards = ckpt.get("guards", {})
-        self.skips.load(guards)
-        self.alarm.load(guards)
+        states = ckpt.get("guards", {})
+        self.skips.load(states)
+        self.alarm.load(states)
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         rank = self.world.rank
         rng = ckpt["rng"] if rank == 0 else (ranks[rank] if rank < len(ranks) else None)
-        self._pending = {"optimizers": ckpt["optimizers"], "rng": rng}
+        self._pending = {"optimizers": ckpt["optimizers"], "rng": rng, "scaler": ckpt.get("scaler")}
+
+
+ImplicitVAEModule = TwoPlayerLoop  # the name of earlier versions (then a LightningModule)

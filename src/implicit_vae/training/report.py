@@ -9,6 +9,7 @@ import torch
 from ..config import Config
 from ..data import Dataset
 from ..model import ImplicitVAE
+from .checkpoint import forked_rng
 
 
 def _scatter_points(data: Dataset) -> tuple[torch.Tensor, list[str]]:
@@ -30,8 +31,7 @@ def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -
     out.mkdir(exist_ok=True)
     model.eval()
     written = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)
+    with forked_rng(cfg.train.seed):
         x = (data.test if data.test.shape[0] else data.val)[:16]
         written.append(
             plots.plot_reconstructions(
