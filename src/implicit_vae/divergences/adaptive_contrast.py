@@ -1,8 +1,7 @@
-"""Adversarial Variational Bayes: a critic T(x, z) learns log q(z|x) − log p(z).
+"""AVB with adaptive contrast: the critic compares the whitened z̃ against N(0, I).
 
 References:
-    > L. Mescheder, S. Nowozin, A. Geiger. Adversarial Variational Bayes: Unifying Variational
-    > Autoencoders and Generative Adversarial Networks, ICML 2017 (arXiv:1701.04722).
+    > L. Mescheder, S. Nowozin, A. Geiger. Adversarial Variational Bayes, ICML 2017, Sec. 4.1.
 """
 
 from __future__ import annotations

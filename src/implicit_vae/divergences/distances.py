@@ -1,13 +1,5 @@
-"""The k-nearest-neighbour KL estimator: no critic, no density, only distances between samples.
-
-Also home to the distance helpers shared by the kernel and MMD estimators.
-
-References:
-    > Q. Wang, S. R. Kulkarni, S. Verdú. Divergence Estimation for Multidimensional Densities via
-    > k-Nearest-Neighbor Distances, IEEE Trans. Inf. Theory 55(5), 2009.
-    > L. F. Kozachenko, N. N. Leonenko. Sample Estimate of the Entropy of a Random Vector,
-    > Problems Inform. Transmission 23(2), 1987.
-"""
+"""Distances between samples: pairwise squared distances, k-th neighbours, the Kozachenko-Leonenko
+entropy; shared by the k-NN, kernel and MMD estimators."""
 
 from __future__ import annotations
 

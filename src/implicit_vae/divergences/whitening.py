@@ -1,9 +1,4 @@
-"""Adversarial Variational Bayes: a critic T(x, z) learns log q(z|x) − log p(z).
-
-References:
-    > L. Mescheder, S. Nowozin, A. Geiger. Adversarial Variational Bayes: Unifying Variational
-    > Autoencoders and Generative Adversarial Networks, ICML 2017 (arXiv:1701.04722).
-"""
+"""Whitening z − μ by a covariance: the normalisation adaptive contrast and its diagnostics share."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Network building blocks: MLPs, noise-injected MLPs and residual critics.
-
-Everything here is plain ``torch.nn``; the posteriors, likelihoods and critics compose these blocks.
-"""
+"""Activation functions by name."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Network building blocks: MLPs, noise-injected MLPs and residual critics.
-
-Everything here is plain ``torch.nn``; the posteriors, likelihoods and critics compose these blocks.
-"""
+"""K independent MLPs in batched matmuls: the noise bases v_i(ε_i) of AVB's adaptive contrast."""
 
 from __future__ import annotations
 

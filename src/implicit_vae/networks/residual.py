@@ -1,7 +1,4 @@
-"""Network building blocks: MLPs, noise-injected MLPs and residual critics.
-
-Everything here is plain ``torch.nn``; the posteriors, likelihoods and critics compose these blocks.
-"""
+"""Residual blocks and the residual-MLP critic head of AVB's adversary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Priors p(z): explicit (standard normal, learnable Gaussian mixture) and implicit (a learnable
+"""The prior family's contract, :class:`Prior`. Priors p(z): explicit (standard normal, learnable Gaussian mixture) and implicit (a learnable
 generator h(η), a fixed bank of samples).
 
 Subclass requirements (:class:`Prior`):

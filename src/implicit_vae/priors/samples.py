@@ -1,21 +1,4 @@
-"""Priors p(z): explicit (standard normal, learnable Gaussian mixture) and implicit (a learnable
-generator h(η), a fixed bank of samples).
-
-Subclass requirements (:class:`Prior`):
-  - ``_sample(n) -> (n, D)``, differentiable (reparameterised) w.r.t. the prior's parameters where it
-    has any, so that an estimator can send a gradient to them through the samples;
-  - ``has_density = True`` only if ``_log_prob(z) -> z.shape[:-1]`` is implemented and exact.
-
-A prior with trainable parameters is trained with the model (``ImplicitVAE.model_parameters``
-includes them); how the KL term's gradient reaches an implicit one is explained in
-:mod:`implicit_vae.divergences.prior_gradient`.
-
-References:
-    > A. Makhzani, J. Shlens, N. Jaitly, I. Goodfellow, B. Frey. Adversarial Autoencoders,
-    > ICLR Workshop 2016 (arXiv:1511.05644): a 10-component 2-D mixture prior on a circle.
-    > J. M. Tomczak, M. Welling. VAE with a VampPrior, AISTATS 2018: learnable priors fit the
-    > aggregated posterior.
-"""
+"""A prior given only by a fixed bank of its samples (no density)."""
 
 from __future__ import annotations
 
