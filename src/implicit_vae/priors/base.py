@@ -1,5 +1,5 @@
-"""The prior family's contract, :class:`Prior`. Priors p(z): explicit (standard normal, learnable Gaussian mixture) and implicit (a learnable
-generator h(η), a fixed bank of samples).
+"""The prior family's contract, :class:`Prior`. Priors p(z) are explicit (standard normal,
+learnable Gaussian mixture) or implicit (a learnable generator h(η), a fixed bank of samples).
 
 Subclass requirements (:class:`Prior`):
   - ``_sample(n) -> (n, D)``, differentiable (reparameterised) w.r.t. the prior's parameters where it
