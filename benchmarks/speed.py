@@ -5,7 +5,7 @@ the load of a shared machine falls on both; each figure is the median ratio of `
 
 (a) ``train_step``: one AVB-AC training step (default digits config) inside ``implicit_vae.train.fit``
     against a bare PyTorch loop over the same nets, optimizers, batch stream and critic steps. A
-    Lightning callback runs one bare step at each ``on_train_batch_start`` and times it apart; fit's
+    wrapper of the loop's ``training_step`` runs one bare step at each batch start, timed apart; fit's
     step is the rest of the time to the next batch start (training step, guards, hooks, logging, the
     next batch's fetch). The last step (validation, checkpoint) is left out; the whole ``fit`` per step
     (start-up, validation, checkpoint, test evaluation, plots) is reported for scale. A pair is a fit.
@@ -94,40 +94,35 @@ class BareLoop:
 def time_fit(steps: int, threads: int, run_dir: Path) -> dict[str, float]:
     """Seconds of fit's steps 1…N−1 and of the bare steps run between them (see the module's
     docstring), and of the whole ``fit`` (bare steps left out), its start-up and its tail."""
-    import lightning as L
-
     from implicit_vae.training import fit as train_module
+    from implicit_vae.training.module import TwoPlayerLoop
 
     sets = f"max_steps={steps} threads={threads} progress_bar=false run_dir={run_dir}"
     cfg = load_config(overrides=[f"train.{s}" for s in sets.split()])
     bare, t = BareLoop(cfg), {"fit": 0.0, "bare": 0.0}
+    calls = [0]
+    own_step = TwoPlayerLoop.training_step
 
-    class Interleave(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            now = time.perf_counter()
-            if batch_idx:
-                t["fit"] += now - t["end"]
-            else:
-                t["first"] = now
-            if batch_idx < steps - 1:
-                bare.step(batch_idx)
-                t["bare"] += time.perf_counter() - now
-            t["end"] = time.perf_counter()
+    def interleaved(self, x):  # at each batch start, as a Lightning callback used to be
+        batch_idx, now = calls[0], time.perf_counter()
+        calls[0] += 1
+        if batch_idx:
+            t["fit"] += now - t["end"]
+        else:
+            t["first"] = now
+        if batch_idx < steps - 1:
+            bare.step(batch_idx)
+            t["bare"] += time.perf_counter() - now
+        t["end"] = time.perf_counter()
+        return own_step(self, x)
 
-    make = train_module._trainer
-
-    def interleaved(*args, **kwargs):
-        trainer = make(*args, **kwargs)
-        trainer.callbacks.append(Interleave())  # called before the module's own hooks
-        return trainer
-
-    train_module._trainer = interleaved
+    TwoPlayerLoop.training_step = interleaved
     try:
         start = time.perf_counter()
         train_module.fit(cfg)
         whole = time.perf_counter() - start - t["bare"]
     finally:
-        train_module._trainer = make
+        TwoPlayerLoop.training_step = own_step
     startup, tail = t["first"] - start, time.perf_counter() - t["end"]
     return {"steps": t["fit"], "bare": t["bare"], "whole": whole, "startup": startup, "tail": tail}
 

@@ -102,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the AIS-versus-annealing-steps diagnostic plot",
     )
     evaluate.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="where AIS/IS run: auto (a CUDA GPU if visible, else cpu), cpu, cuda, cuda:N or mps",
+    )
+    evaluate.add_argument(
         "--json",
         metavar="FILE",
         help="where to write the numbers (default: RUN_DIR/evaluation_<split>.json)",
@@ -142,7 +148,9 @@ def _evaluate(args: argparse.Namespace) -> None:
             f"--json: directory {str(Path(args.json).parent)!r} does not exist; expected a file "
             "path in an existing directory"
         )
+    device = _evaluation_device(args.device)
     cfg, model, data = load_run(args.run_dir, args.checkpoint)
+    model.to(device)
     x = split_data(data, args.split, cfg.train.seed)
     if args.max_examples:
         x = x[: args.max_examples]
@@ -180,6 +188,33 @@ def _evaluate(args: argparse.Namespace) -> None:
     for key, why in result["unavailable"].items():
         print(f"{key:>24s}  not available: {why}")
     print(f"wrote {path} and {examples_path.name}")
+
+
+def _evaluation_device(name: str):
+    """The torch device of ``evaluate --device``.
+
+    Raises:
+        ConfigError: for a name torch does not know or a device this machine does not have.
+    """
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"--device: {name!r} is not a device; expected auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ConfigError(f"--device: {name!r}: torch sees no such CUDA device; use auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device: {name!r}: the Metal backend is not available; use cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device: {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -69,16 +69,30 @@ def stderr_from_sums(lse1: torch.Tensor, lse2: torch.Tensor, k: int) -> torch.Te
 
 
 @contextlib.contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Run the block under ``torch.manual_seed(seed)`` and restore the global RNG state afterwards.
 
-    Priors and posteriors draw from the global generator, so a private ``torch.Generator`` would not
-    reach them; forking the RNG keeps the caller's random stream untouched.
+    Priors and posteriors draw from the global generators, so a private ``torch.Generator`` would not
+    reach them; forking them (the CPU's and every initialised CUDA device's, whatever ``device`` the
+    estimate runs on) keeps the caller's random streams untouched.
     """
-    devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    in_use = torch.cuda.is_available() and (on_cuda or torch.cuda.is_initialized())
+    devices = list(range(torch.cuda.device_count())) if in_use else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def device_of(*objects, default: torch.device) -> torch.device:
+    """The device of the first module among ``objects`` that has parameters or buffers (a bound
+    method counts as its module, e.g. ``model.log_likelihood``); ``default`` if none has."""
+    for obj in objects:
+        obj = getattr(obj, "__self__", obj)
+        if isinstance(obj, torch.nn.Module):
+            for tensor in (*obj.parameters(), *obj.buffers()):
+                return tensor.device
+    return default
 
 
 def check_x(x: torch.Tensor) -> None:

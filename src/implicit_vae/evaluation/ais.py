@@ -24,6 +24,7 @@ from ._common import (
     check_positive_int,
     check_prior_density,
     check_x,
+    device_of,
     logmeanexp_with_stderr,
     seeded,
 )
@@ -78,7 +79,8 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
             batch-norm.
         prior: p(z) with ``has_density`` True, ``latent_dim``, ``sample(n) -> (n, D)`` and
             ``log_prob(z) -> z.shape[:-1]``.
-        x: data, shape (B, D_x).
+        x: data, shape (B, D_x); moved to the device of the model behind ``log_likelihood`` (or of
+            ``prior``), where AIS runs; the estimates are returned there.
         chains: independent AIS chains per example.
         steps: number of annealing steps T (intermediate distributions).
         leapfrog_steps: leapfrog steps per HMC transition.
@@ -109,7 +111,10 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
         raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
     betas = beta_schedule(steps, schedule)
     d = prior.latent_dim
+    device = device_of(log_likelihood, prior, default=x.device)
+    x = x.to(device)
     if initial is not None:
+        initial = (initial[0].to(device), initial[1].to(device))
         mean, std = initial
         for name, t in (("mean", mean), ("std", std)):
             if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0], d):

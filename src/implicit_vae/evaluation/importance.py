@@ -6,6 +6,8 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._common import (
@@ -16,6 +18,7 @@ from ._common import (
     check_positive_int,
     check_prior_density,
     check_x,
+    device_of,
     seeded,
     stderr_from_sums,
 )
@@ -57,12 +60,13 @@ def importance_sampling_log_likelihood(log_likelihood: LogLikelihoodFn, prior, p
             "(sample-only); use ais_log_likelihood, which needs only log p(z) and log p(x|z).")
     check_prior_density(prior, "importance sampling")
     check_positive_int(samples=samples, batch_size=batch_size)
+    x = x.to(device_of(log_likelihood, posterior, prior, default=x.device))  # runs on the model's
     out, errs = [], []
     with torch.no_grad(), seeded(seed, x.device):
         for start in range(0, x.shape[0], batch_size):
             lse1, lse2 = _accumulate(log_likelihood, prior, posterior, x[start:start + batch_size],
                                      samples)
-            out.append(lse1 - torch.log(torch.tensor(float(samples), dtype=lse1.dtype)))
+            out.append(lse1 - math.log(samples))
             errs.append(stderr_from_sums(lse1, lse2, samples))
     return LogLikelihoodEstimate(torch.cat(out), torch.cat(errs))
 

@@ -14,6 +14,7 @@ from ._common import (
     check_positive_int,
     check_prior_density,
     check_x,
+    device_of,
 )
 
 # Rows (grid points × examples) per decoder call.
@@ -51,6 +52,7 @@ def exact_log_likelihood_2d(log_likelihood: LogLikelihoodFn, prior, x: torch.Ten
     check_positive_int(grid=grid, batch_size=batch_size)
     if grid < 2 or not limit > 0:
         raise ValueError(f"need grid >= 2 and limit > 0, got grid={grid}, limit={limit}")
+    x = x.to(device_of(log_likelihood, prior, default=x.device))  # runs on the model's device
     nodes = torch.linspace(-limit, limit, grid, device=x.device, dtype=x.dtype)
     log_w1 = torch.full_like(nodes, math.log(2 * limit / (grid - 1)))
     log_w1[[0, -1]] -= math.log(2.0)  # trapezoid end weights h/2

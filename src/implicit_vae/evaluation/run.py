@@ -17,7 +17,7 @@ import torch
 
 from ..data import binarize
 from ..model import ImplicitVAE
-from ._common import EvaluationError
+from ._common import EvaluationError, device_of, seeded
 from .ais import ais_log_likelihood, ais_versus_steps
 from .importance import importance_sampling_log_likelihood
 from .plots import plot_ais_versus_steps
@@ -30,14 +30,16 @@ SPLITS = ("train", "val", "test")
 def elbo_terms(
     model: ImplicitVAE, x: torch.Tensor, n_samples: int = 1, batch_size: int = 500, seed: int = 0
 ) -> dict[str, float]:
-    """Mean reconstruction E_q log p(x|z), divergence estimate and their difference over ``x``."""
-    rec = div = 0.0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    """Mean reconstruction E_q log p(x|z), divergence estimate and their difference over ``x``
+    (computed on the model's device)."""
+    x = x.to(device_of(model, default=x.device))
+    sums = []
+    with seeded(seed, x.device):
         for chunk in x.split(batch_size):
             terms = model(chunk, n_samples)
-            rec += float(terms.reconstruction.sum())
-            div += float(terms.kl.sum())
+            sums.append(torch.stack([terms.reconstruction.sum(), terms.kl.sum()]))
+    chunks = torch.stack(sums).tolist()  # one host read
+    rec, div = sum(c[0] for c in chunks), sum(c[1] for c in chunks)
     n = x.shape[0]
     return {"reconstruction": rec / n, "divergence": div / n, "elbo": (rec - div) / n}
 
@@ -48,8 +50,8 @@ def ais_initial(
     """The Gaussian with q(z|x)'s moments (AVB's AIS start for adaptive-contrast models), or None."""
     if not model.posterior.has_moments:
         return None
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the same start for the same seed, whatever ran before
+    x = x.to(device_of(model, default=x.device))
+    with torch.no_grad(), seeded(seed, x.device):  # the same start, whatever ran before
         sample = model.posterior.sample(x, 2)
     # A slightly wider start than q keeps AIS robust where q is narrower than the true posterior.
     return sample.mean, (sample.var + 1e-4).sqrt() * 1.5
@@ -70,7 +72,8 @@ def evaluate_model(
     progress: bool = True,
     per_example: bool = False,
 ) -> dict[str, Any]:
-    """Every likelihood number the model allows on data ``x`` (B, D), each labelled.
+    """Every likelihood number the model allows on data ``x`` (B, D), each labelled, computed on
+    the device the model is on (``x`` is moved there; per-example tensors come back on it).
 
     Raises nothing for impossible estimates: each unavailable number is reported with the reason.
     With ``per_example`` the result also holds ``"per_example"``: ``{"log_px_ais": (B,),
@@ -79,6 +82,7 @@ def evaluate_model(
     error over examples is the test set's own sampling error); it is not JSON, pop it before writing.
     """
     model.eval()
+    x = x.to(device_of(model, default=x.device))
     out: dict[str, Any] = {"examples": int(x.shape[0])}
     terms = elbo_terms(model, x, seed=seed)
     est = model.estimator
