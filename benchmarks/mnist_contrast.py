@@ -30,7 +30,7 @@ import torch
 
 from implicit_vae.divergences.adaptive_contrast import AVBAdaptiveContrast
 from implicit_vae.divergences.whitening import whiten
-from implicit_vae.evaluation.figures import _figure, _styled, save_figure
+from implicit_vae.evaluation.figures import new_figure, save_figure, styled
 from implicit_vae.training.runs import load_run, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,9 +78,9 @@ def critic_accuracy(metrics_csv: Path) -> list[tuple[int, float]]:
         ]
 
 
-@_styled
+@styled
 def plot(results: dict[str, dict], path: Path) -> Path:
-    fig = _figure(11, 3.6)
+    fig = new_figure(11, 3.6)
     axes = fig.subplots(1, 3)
     colours = {"diagonal": "tab:red", "full": "tab:blue"}
     for name, r in results.items():

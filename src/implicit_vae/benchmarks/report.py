@@ -52,7 +52,7 @@ def plot_kl_accuracy(result: dict, path: str | os.PathLike) -> Path:
     """Signed relative error (%) against dimension: one line per estimator, one panel per true KL
     (top row: KL estimators; bottom: the other divergences), a last panel for the non-Gaussian
     and sampler-only cases; a ±5 % band; a symlog y axis clipped at ±1000 %."""
-    from ..evaluation.figures import _figure, _styled, save_figure
+    from ..evaluation.figures import new_figure, save_figure, styled
 
     cells = [c for c in result["cells"] if c["status"] == "ok" or c["status"].startswith("fail")]
     kls = sorted({c["target_kl"] for c in cells if c["case"] == "gaussian"})
@@ -67,10 +67,10 @@ def plot_kl_accuracy(result: dict, path: str | os.PathLike) -> Path:
         if r
     ]
 
-    @_styled
+    @styled
     def draw() -> Path:
         ncols = len(kls) + bool(extra)
-        fig = _figure(3.4 * ncols + 1.6, 3.4 * len(rows) + 0.5)
+        fig = new_figure(3.4 * ncols + 1.6, 3.4 * len(rows) + 0.5)
         axes = fig.subplots(len(rows), ncols, squeeze=False)
         for r, row in enumerate(rows):
             for k, kl in enumerate(kls):

@@ -36,7 +36,7 @@ def _np(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=float)
 
 
-def _styled(fn):
+def styled(fn):
     """Run a plotting function under the shared style (a temporary rc context, no global change)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -45,7 +45,7 @@ def _styled(fn):
     return wrapper
 
 
-def _figure(w: float, h: float) -> Figure:
+def new_figure(w: float, h: float) -> Figure:
     return Figure(figsize=(w, h), layout="constrained")
 
 
@@ -94,7 +94,7 @@ def _heatmap(fig: Figure, ax, data: np.ndarray, lo: float, hi: float, ylabel: st
         fig.colorbar(im, ax=ax, shrink=0.9, label="value")
 
 
-@_styled
+@styled
 def plot_reconstructions(x, x_rec, path, image_shape: Sequence[int] | None = None, n: int = 16,
                          title: str = "Reconstructions") -> Path:
     """The first ``n`` data points next to their reconstructions.
@@ -114,7 +114,7 @@ def plot_reconstructions(x, x_rec, path, image_shape: Sequence[int] | None = Non
     x, x_rec = x[:n].reshape(n, -1), x_rec[:n].reshape(n, -1)
     if image_shape is None:
         lo, hi = min(x.min(), x_rec.min()), max(x.max(), x_rec.max())
-        fig = _figure(min(12.0, 4 + 0.5 * x.shape[1]), min(9.0, 2 + 0.25 * n))
+        fig = new_figure(min(12.0, 4 + 0.5 * x.shape[1]), min(9.0, 2 + 0.25 * n))
         ax1, ax2 = fig.subplots(1, 2, sharey=True)
         _heatmap(fig, ax1, x, lo, hi, "example", cbar=False)
         _heatmap(fig, ax2, x_rec, lo, hi, "")
@@ -125,7 +125,7 @@ def plot_reconstructions(x, x_rec, path, image_shape: Sequence[int] | None = Non
         cols = min(n, 8)
         pairs = math.ceil(n / cols)
         scale = 0.9 / max(h, w)
-        fig = _figure(1.0 + cols * w * scale, pairs * (2 * h * scale + 0.25) + 0.5)
+        fig = new_figure(1.0 + cols * w * scale, pairs * (2 * h * scale + 0.25) + 0.5)
         for p, ax in enumerate(np.atleast_1d(fig.subplots(pairs, 1))):
             sl = slice(p * cols, (p + 1) * cols)
             rows = [_montage(v[sl].reshape(-1, h, w), cols) for v in (x, x_rec)]
@@ -135,7 +135,7 @@ def plot_reconstructions(x, x_rec, path, image_shape: Sequence[int] | None = Non
     return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_samples(samples, path, image_shape: Sequence[int] | None = None,
                  title: str = "Samples from the prior") -> Path:
     """The first (up to) 64 samples: an 8-column image grid, or a heatmap for vectors.
@@ -150,13 +150,13 @@ def plot_samples(samples, path, image_shape: Sequence[int] | None = None,
     s = s.reshape(len(s), -1)[:64]
     n = len(s)
     if image_shape is None:
-        fig = _figure(min(10.0, 3 + 0.45 * s.shape[1]), min(9.0, 1.5 + 0.2 * n))
+        fig = new_figure(min(10.0, 3 + 0.45 * s.shape[1]), min(9.0, 1.5 + 0.2 * n))
         _heatmap(fig, fig.subplots(), s, s.min(), s.max(), "sample")
     else:
         h, w = image_shape
         cols = min(n, 8)
         scale = 0.8 / max(h, w)
-        fig = _figure(0.6 + cols * w * scale, 0.6 + math.ceil(n / cols) * h * scale)
+        fig = new_figure(0.6 + cols * w * scale, 0.6 + math.ceil(n / cols) * h * scale)
         _show_gray(fig.subplots(), _montage(s.reshape(n, h, w), cols))
     fig.suptitle(title)
     return save_figure(fig, path)
@@ -221,7 +221,7 @@ _PANELS = (("Loss (negative ELBO estimate)", ("loss", "C0", "loss"), None),
             ("critic_accuracy", "C4", "critic accuracy")))
 
 
-@_styled
+@styled
 def plot_training_curves(metrics_csv, path) -> Path:
     """Loss, reconstruction/KL and critic panels from a (sparse) Lightning ``metrics.csv``.
 
@@ -239,7 +239,7 @@ def plot_training_curves(metrics_csv, path) -> Path:
     d = _read_metrics(metrics_csv)
     panels = [p for p in _PANELS if any(_get(d, f"{s}/{m[0]}") is not None
                                         for m in p[1:] if m for s in ("train", "val"))]
-    fig = _figure(5.0 * max(1, len(panels)), 4.4)
+    fig = new_figure(5.0 * max(1, len(panels)), 4.4)
     if not panels:
         ax = fig.subplots()
         ax.text(0.5, 0.5, "no metrics logged yet", ha="center", va="center", transform=ax.transAxes)
@@ -281,7 +281,7 @@ def _scatter_by_label(ax, z: np.ndarray, labels: np.ndarray, names, s: float, al
             h.set_alpha(1.0)
 
 
-@_styled
+@styled
 def plot_posterior_scatter(z, labels, path, title: str = "Posterior samples q(z|x)",
                            prior_samples=None,
                            label_names: Sequence[str] | Mapping[Any, str] | None = None) -> Path:
@@ -306,7 +306,7 @@ def plot_posterior_scatter(z, labels, path, title: str = "Posterior samples q(z|
     z = z.reshape(-1, 2)
     if len(z) != len(labels):
         raise ValueError(f"{len(z)} samples but {len(labels)} labels")
-    fig = _figure(6.2, 5.0)
+    fig = new_figure(6.2, 5.0)
     ax = fig.subplots()
     if prior_samples is not None:
         p = _np(prior_samples).reshape(-1, 2)
@@ -318,7 +318,7 @@ def plot_posterior_scatter(z, labels, path, title: str = "Posterior samples q(z|
     return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_latent_map(z, labels, path, title: str = "Latent codes coloured by label") -> Path:
     """One code per example (e.g. posterior mean), coloured by class label.
 
@@ -340,7 +340,7 @@ def plot_latent_map(z, labels, path, title: str = "Latent codes coloured by labe
 
         title, xl, yl = f"{title} (PCA of {z.shape[1]}-D latent to 2-D)", "PC 1", "PC 2"
         z = PCA(n_components=2).fit_transform(z)
-    fig = _figure(6.2, 5.0)
+    fig = new_figure(6.2, 5.0)
     ax = fig.subplots()
     s = float(np.clip(8000 / len(z), 4, 30))
     if len(np.unique(labels)) <= 10:
@@ -353,7 +353,7 @@ def plot_latent_map(z, labels, path, title: str = "Latent codes coloured by labe
     return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_density_grid(log_density, extent: Sequence[float], path, title: str,
                       cbar_label: str = "log density", dynamic_range: float | None = 25.0) -> Path:
     """Heat map of values on a regular 2-D grid (e.g. the exact toy posterior log-density).
@@ -373,7 +373,7 @@ def plot_density_grid(log_density, extent: Sequence[float], path, title: str,
     if g.ndim != 2:
         raise ValueError(f"log_density must be a 2-D grid, got shape {g.shape}")
     lo = None if dynamic_range is None or g.count() == 0 else max(g.min(), g.max() - dynamic_range)
-    fig = _figure(5.6, 4.6)
+    fig = new_figure(5.6, 4.6)
     ax = fig.subplots()
     for spine in ax.spines.values():
         spine.set_visible(True)
