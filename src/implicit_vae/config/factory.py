@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..divergences import ESTIMATORS
+from ..divergences.adaptive_contrast import full_contrast_moment_error
 from ..likelihoods import LIKELIHOODS
 from ..model import ImplicitVAE, IncompatibleComponentsError, compatible_estimators
 from ..networks.shapes import event_shape_of
@@ -31,7 +32,12 @@ from .networks import build_networks
 from .schema import Config, ConfigError, DivergenceConfig, ModelConfig
 
 # typed key -> (the constructor argument it fills, for the family it belongs to)
-_POSTERIOR_KEYS = {"noise_dim": "noise_dim", "n_basis": "n_basis", "inject_noise": "inject_hidden"}
+_POSTERIOR_KEYS = {
+    "noise_dim": "noise_dim",
+    "n_basis": "n_basis",
+    "inject_noise": "inject_hidden",
+    "moment_samples": "moment_samples",
+}
 _PRIOR_KEYS = {
     "prior_components": "components",
     "prior_learnable": "learnable",
@@ -193,6 +199,10 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
             f"divergence.name: {d.name!r} cannot be used here: {reason}; choose one of "
             f"{', '.join(compatible_estimators(posterior, prior))}"
         )
+    if d.name == "avb_ac" and d.contrast == "full" and hasattr(posterior, "moment_samples"):
+        reason = full_contrast_moment_error(posterior.moment_samples, m.latent_dim)
+        if reason is not None:
+            raise ConfigError(f"model.moment_samples: {reason}")
     options = _estimator_options(d, estimator_cls, prior)
     if nets.critic and "x_features" in _accepted(estimator_cls):
         options.update(nets.critic)

@@ -76,6 +76,9 @@ class ModelConfig:
     noise_dim: int = field(default=16, metadata=_at_least(1))  # ε dimension of implicit samplers
     n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
     inject_noise: bool = False  # implicit: also add a linear map of ε at every hidden layer
+    moment_samples: int | None = field(
+        default=None, metadata=_at_least(2)
+    )  # implicit: independent draws per x for adaptive contrast's moments (None: 10·latent_dim)
     beta: float = field(default=1.0, metadata=_at_least(0.0))  # KL weight; 1 is the ELBO
     architecture: str = field(
         default="mlp", metadata=_choices(*ARCHITECTURE_NAMES)

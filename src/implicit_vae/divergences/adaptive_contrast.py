@@ -20,6 +20,23 @@ from .critics import pair_with_x
 from .telescoping import classifier_loss
 from .whitening import whiten
 
+# The full contrast whitens by a covariance estimated from m draws per x; below m = 10·D the sample
+# covariance's eigenvalues spread by a factor of (1 + sqrt(D/m))² / (1 − sqrt(D/m))² > 3.7.
+FULL_CONTRAST_DRAWS_PER_DIM = 10
+
+
+def full_contrast_moment_error(moment_draws: int | None, latent_dim: int) -> str | None:
+    """Why moments from ``moment_draws`` draws per x (None: exact) are too few for the full
+    contrast at latent dimension ``latent_dim``, or None when they are enough."""
+    needed = FULL_CONTRAST_DRAWS_PER_DIM * latent_dim
+    if moment_draws is None or moment_draws >= needed:
+        return None
+    return (
+        f"contrast='full' needs the posterior's moments from >= {needed} draws per x "
+        f"({FULL_CONTRAST_DRAWS_PER_DIM}·D, D = {latent_dim}), got {moment_draws}; "
+        "raise moment_samples or use contrast='diagonal'"
+    )
+
 
 class AVBAdaptiveContrast(AVB):
     """AVB with adaptive contrast (AVB Sec. 4.1): the critic compares the normalised sample
@@ -36,7 +53,10 @@ class AVBAdaptiveContrast(AVB):
       - ``"full"``: Σ = Cov[z|x] (``PosteriorSample.covariance()``; closed-form for the noise-basis
         posterior), so the correlation part of the KL is computed exactly and the critic sees only
         what is non-Gaussian. With sample moments (the implicit sampler's ``moment_samples`` draws)
-        it needs well over D draws per x to be reliable.
+        it needs many draws per x: fewer than 10·D (:data:`FULL_CONTRAST_DRAWS_PER_DIM`) are
+        refused with a ValueError, since a covariance from few draws has eigenvalues spread far
+        from the truth and whitening by it distorts z̃ (see :class:`~implicit_vae.posteriors.
+        ImplicitPosterior` for the shortfall that remains).
     Both add a floor of 1e-4 to the variances (the official code's σ = sqrt(Var + 1e-4)).
 
     ``contrast_scale`` = s widens the contrast to r_α = N(μ, s²Σ) (any r_α keeps the identity
@@ -60,7 +80,7 @@ class AVBAdaptiveContrast(AVB):
         event_shape: int | Sequence[int],
         latent_dim: int,
         width: int = 256,
-        blocks: int = 5,
+        blocks: int = 3,
         gaussian_skip: bool = False,
         waymarks: int = 1,
         contrast: str = "diagonal",
@@ -83,6 +103,10 @@ class AVBAdaptiveContrast(AVB):
 
     def _normalise(self, q: PosteriorSample) -> tuple[torch.Tensor, torch.Tensor]:
         """z̃ = (sL)⁻¹(z − μ), shape (n, B, D), and log det(sL) = ½ log det(s²Σ), shape (B,)."""
+        if self.contrast == "full":
+            reason = full_contrast_moment_error(q.moment_draws, q.z.shape[-1])
+            if reason is not None:
+                raise ValueError(reason)
         centred = q.z - q.mean.detach()  # (n, B, D)
         if self.contrast == "diagonal":
             std = (q.var.detach() + self.variance_floor).sqrt()  # (B, D)

@@ -25,7 +25,9 @@ class AVB(DivergenceEstimator):
     (label 1) and (x, z ~ p(z)) (label 0). At the optimum T* = log q(z|x) − log p(z), and because
     E_q[∇_T] vanishes there, the gradient w.r.t. the sampler flows through z alone (AVB Prop. 2).
 
-    ``gaussian_skip`` adds ½‖z‖² to T; it is switched on automatically only for a standard normal prior.
+    ``gaussian_skip`` adds ½‖z‖² (= −log N(z; 0, I) + const) to T, the known part of log q/p for a
+    standard normal prior; turn it off for any other prior (the config factory does so itself).
+    ``width`` and ``blocks`` default to the config's ``divergence.critic_width`` / ``critic_blocks``.
 
     ``waymarks`` = K > 1 replaces the single classifier by K classifiers T_k(x, z) between
     waymarks mixed from (z ~ p, z ~ q(z|x)) pairs, T = Σ_k T_k (telescoping density-ratio
@@ -46,7 +48,7 @@ class AVB(DivergenceEstimator):
         event_shape: int | Sequence[int],
         latent_dim: int,
         width: int = 256,
-        blocks: int = 5,
+        blocks: int = 3,
         gaussian_skip: bool = True,
         waymarks: int = 1,
         *,

@@ -91,8 +91,9 @@ def estimate_divergence(
     each batch of ``batch_size`` draws is passed as the n samples of that single x, shape
     (n, 1, D). The estimator's critic, if any, is trained with Adam for ``steps`` steps on fresh
     batches; the estimate is then taken on ``eval_samples`` held-out draws of q (and as many of p).
-    Estimators that read q's moments (``avb_ac``) get the empirical mean and variance of a large
-    draw.
+    Estimators that read q's moments (``avb_ac``) get the empirical mean and covariance of one
+    large draw (max(10,000, ``batch_size``)), fixed for the whole run, so ``contrast="full"``
+    whitens by the full covariance.
 
     Everything runs under a forked, seeded torch RNG, so the global RNG state is left untouched and
     the result depends only on ``seed`` (provided the samplers draw from torch's global generator).
@@ -136,12 +137,17 @@ def estimate_divergence(
             raise ValueError(f"{reason}: {_missing_hint(cls, log_q, log_p)}")
         estimator = cls(1, dim, **options)
         moments = _draw(sample_q, max(10_000, batch_size), dim, "sample_q")
-        mean, var = moments.mean(0, keepdim=True), moments.var(0, keepdim=True)
+        mean = moments.mean(0, keepdim=True)  # (1, D)
+        cov = torch.cov(moments.T).reshape(1, dim, dim)  # (1, D, D)
+        var = cov.diagonal(dim1=1, dim2=2)
+        moment_draws = moments.shape[0]
 
         def posterior_sample(n: int) -> PosteriorSample:
             z = _draw(sample_q, n, dim, "sample_q").unsqueeze(1)  # (n, 1, D)
             log_prob = None if log_q is None else _call_density(log_q, z, "log_q")
-            return PosteriorSample(z=z, mean=mean, var=var, log_prob=log_prob)
+            return PosteriorSample(
+                z=z, mean=mean, var=var, log_prob=log_prob, cov=cov, moment_draws=moment_draws
+            )
 
         x = torch.zeros(1, 1)
         params = [p for p in estimator.parameters() if p.requires_grad]

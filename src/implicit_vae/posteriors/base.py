@@ -30,6 +30,8 @@ class PosteriorSample:
         cov: Cov[z|x], shape (B, D, D), or None where the posterior gives only ``var``.
         log_det_cov: log det Cov[z|x], shape (B,), where the posterior has it exactly (the
             full-covariance Gaussian, from its Cholesky factor); else None.
+        moment_draws: the number of independent draws per x the moments were estimated from
+            (the implicit sampler's), or None where they are exact.
     """
 
     z: torch.Tensor
@@ -38,6 +40,7 @@ class PosteriorSample:
     log_prob: torch.Tensor | None = None
     cov: torch.Tensor | None = None
     log_det_cov: torch.Tensor | None = None
+    moment_draws: int | None = None
 
     def covariance(self) -> torch.Tensor:
         """Cov[z|x], shape (B, D, D): ``cov`` where given, else diag(``var``)."""
@@ -49,9 +52,10 @@ class PosteriorSample:
 
     def detach(self) -> PosteriorSample:
         """A copy cut from the graph (critic updates must not move the posterior)."""
-        return PosteriorSample(*(None if t is None else t.detach() for t in self._fields()))
+        tensors = (None if t is None else t.detach() for t in self._fields())
+        return PosteriorSample(*tensors, moment_draws=self.moment_draws)
 
-    def _fields(self) -> tuple:
+    def _fields(self) -> tuple:  # the tensor fields
         return (self.z, self.mean, self.var, self.log_prob, self.cov, self.log_det_cov)
 
 
