@@ -294,9 +294,11 @@ def test_shipped_configs_exist():
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_config_loads_and_builds(path):
     """Each shipped YAML loads without error and builds a model for its data's size (4 for the
-    toy, (1, 8, 8) digits, (1, 28, 28) MNIST) whose forward pass gives finite (B,) terms."""
+    toy, (1, 8, 8) digits, (1, 28, 28) MNIST and binarised MNIST) whose forward pass gives finite
+    (B,) terms."""
     cfg = load_config(path)
-    event_shape = {"toy4": (4,), "digits": (1, 8, 8), "mnist": (1, 28, 28)}[cfg.data.name]
+    event_shape = {"toy4": (4,), "digits": (1, 8, 8), "mnist": (1, 28, 28),
+                   "binarized_mnist": (1, 28, 28)}[cfg.data.name]
     if cfg.model.architecture == "conv":
         cfg.model.conv_width = 4  # the layout, at a width that builds in a moment
     vae = build_model(cfg, event_shape)

@@ -44,15 +44,19 @@ def _at_least(low: float) -> dict:
 
 @dataclass
 class DataConfig:
-    name: str = field(default="digits", metadata=_choices("toy4", "digits", "mnist", "file"))
-    path: str | None = None  # IDX directory for mnist; npz/npy/csv file for `file`
-    binarize: str = field(default="dynamic", metadata=_choices("dynamic", "fixed", "none"))
+    name: str = field(
+        default="digits", metadata=_choices("toy4", "digits", "mnist", "file", "binarized_mnist")
+    )  # binarized_mnist: the fixed 0/1 benchmark with its own train/valid/test split
+    path: str | None = None  # IDX dir (mnist); .amat dir (binarized_mnist); npz/npy/csv/amat file
+    binarize: str = field(
+        default="auto", metadata=_choices("auto", "dynamic", "fixed", "none")
+    )  # auto: dynamic for grey levels, nothing for 0/1 data (binarized_mnist allows auto or none)
     val_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     test_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     toy4_size: int = field(default=4096, metadata=_at_least(4))  # examples drawn for toy4
     mnist_train_limit: int | None = field(
         default=None, metadata=_at_least(1)
-    )  # use only the first N training images (None: all)
+    )  # mnist, binarized_mnist: use only the first N training images (None: all)
     image_shape: list[int] | None = field(
         default=None, metadata=_at_least(1)
     )  # file: rows are images of [H, W] or [C, H, W] (digits and mnist know theirs)

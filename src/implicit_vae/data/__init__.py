@@ -1,13 +1,18 @@
-"""Data sets held in memory (toy4, digits, MNIST IDX, user files) and the step-indexed batch stream."""
+"""Data sets held in memory (toy4, digits, MNIST IDX, binarised MNIST .amat, user files) and the
+step-indexed batch stream."""
 
+from .amat import AMAT_SUFFIXES, read_amat
+from .errors import DataError
 from .loaders import (
+    BINARIZED_MNIST_SIZES,
+    BINARIZED_MNIST_SPLITS,
     FILE_EXTENSIONS,
     MIN_EXAMPLES,
     MNIST_FILES,
-    DataError,
     DataOptions,
     Dataset,
     binarize,
+    load_binarized_mnist_dir,
     load_dataset,
     load_mnist_dir,
     read_idx,
@@ -16,6 +21,9 @@ from .loaders import (
 from .stream import BatchStream, StepSampler
 
 __all__ = [
+    "AMAT_SUFFIXES",
+    "BINARIZED_MNIST_SIZES",
+    "BINARIZED_MNIST_SPLITS",
     "FILE_EXTENSIONS",
     "MIN_EXAMPLES",
     "MNIST_FILES",
@@ -25,8 +33,10 @@ __all__ = [
     "Dataset",
     "StepSampler",
     "binarize",
+    "load_binarized_mnist_dir",
     "load_dataset",
     "load_mnist_dir",
+    "read_amat",
     "read_idx",
     "split_indices",
 ]

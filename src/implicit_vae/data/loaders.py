@@ -1,10 +1,14 @@
-"""Data sets held in memory: AVB's toy4, sklearn digits, MNIST from IDX files, and user files.
+"""Data sets held in memory: AVB's toy4, sklearn digits, MNIST from IDX files, statically
+binarised MNIST from .amat files, and user files.
 
 Every problem with user data raises :class:`DataError` with one line naming the file and what was
 expected; nothing is ever downloaded. Image intensities are scaled to [0, 1]; binarisation follows
 ``DataOptions.binarize``: ``dynamic`` keeps train intensities (the trainer resamples Bernoulli(x)
 per batch) and binarises val/test once, ``fixed`` binarises every split once, ``none`` keeps
-intensities. All randomness comes from ``torch.Generator`` objects seeded from ``seed``.
+intensities, and ``auto`` (the default) does what the data need: ``dynamic`` for grey levels,
+nothing for data that are already 0/1 (toy4, binarized_mnist, a 0/1 file). binarized_mnist *is* a
+fixed binarisation, so asking for ``dynamic`` or ``fixed`` there is an error, not a resampling.
+All randomness comes from ``torch.Generator`` objects seeded from ``seed``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,14 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .amat import is_amat, read_amat
+from .errors import DataError
+
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-FILE_EXTENSIONS = (".npz", ".npy", ".csv")
+BINARIZED_MNIST_SPLITS = ("train", "valid", "test")  # file binarized_mnist_{split}.amat[.gz]
+BINARIZED_MNIST_SIZES = (50_000, 10_000, 10_000)  # the standard split (Larochelle & Murray, 2011)
+FILE_EXTENSIONS = (".npz", ".npy", ".csv", ".amat")  # .amat may also be .amat.gz
 MIN_EXAMPLES = 10
 # IDX type codes (third magic byte) -> big-endian numpy dtypes.
 _IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -40,11 +49,6 @@ class DataOptions(Protocol):
     toy4_size: int
     mnist_train_limit: int | None
     image_shape: list[int] | None
-
-
-class DataError(ValueError):
-    """Bad data input; the message is one line naming the file or what was wrong and what was
-    expected."""
 
 
 @dataclass
@@ -79,6 +83,11 @@ class Dataset:
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Sample Bernoulli(x) elementwise for x in [0, 1]; returns float32 of x's shape."""
     return torch.bernoulli(x.float(), generator=generator)
+
+
+def _mode(cfg: DataOptions) -> str:
+    """The binarisation of grey-level data: ``auto`` is ``dynamic``."""
+    return "dynamic" if cfg.binarize == "auto" else cfg.binarize
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -139,7 +148,7 @@ def _digits(cfg: DataOptions, seed: int) -> Dataset:
     bunch = load_digits()
     x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
     y = torch.as_tensor(bunch.target, dtype=torch.int64)
-    return _split_and_finish("digits", x, y, cfg, seed, (8, 8), cfg.binarize)
+    return _split_and_finish("digits", x, y, cfg, seed, (8, 8), _mode(cfg))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -254,7 +263,53 @@ def _mnist(cfg: DataOptions, seed: int) -> Dataset:
     ys = (pool_y[:n_train], pool_y[n_train:], test_y)
     xs = tuple(torch.as_tensor(a.reshape(len(a), -1), dtype=torch.float32) / 255.0 for a in xs)
     ys = tuple(torch.as_tensor(a, dtype=torch.int64) for a in ys)
-    return _finish("mnist", xs, ys, tuple(test_x.shape[1:]), cfg.binarize, seed, note)
+    return _finish("mnist", xs, ys, tuple(test_x.shape[1:]), _mode(cfg), seed, note)
+
+
+def load_binarized_mnist_dir(directory: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``binarized_mnist_{train,valid,test}.amat`` (each optionally .gz) from ``directory``.
+
+    Returns:
+        (train, valid, test), each (N, 784) uint8 of 0/1, rows in the files' order.
+    """
+    directory = Path(directory)
+    names = [f"binarized_mnist_{split}.amat" for split in BINARIZED_MNIST_SPLITS]
+    expected = ", ".join(f"{n}[.gz]" for n in names)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: directory not found; expected one holding {expected}")
+    found = [_find(directory, n) for n in names]
+    missing = [n for n, p in zip(names, found) if p is None]
+    if missing:
+        absent = ", ".join(f"{n} or {n}.gz" for n in missing)
+        raise DataError(f"{directory}: missing {absent} (looked in {directory.resolve()}); "
+                        f"expected {expected}")
+    why = " (binarized MNIST rows are 28 x 28 = 784 pixels)"
+    return tuple(read_amat(p, width=28 * 28, why=why) for p in found)
+
+
+def _binarized_mnist(cfg: DataOptions, seed: int) -> Dataset:
+    """Statically binarised MNIST: the files' train/valid/test are our train/val/test, unchanged
+    (no val/test fractions, no resampling); ``mnist_train_limit`` keeps the first N train rows."""
+    if cfg.binarize not in ("auto", "none"):
+        raise DataError(f"data.binarize: {cfg.binarize!r} cannot apply to binarized_mnist, whose "
+                        "pixels are already a fixed 0/1 sample; use data.binarize=auto or none")
+    if not cfg.path:
+        raise DataError("data.path: required for binarized_mnist; give the directory holding "
+                        "binarized_mnist_{train,valid,test}.amat (optionally .gz)")
+    if cfg.mnist_train_limit is not None and cfg.mnist_train_limit < 1:
+        raise DataError(f"data.mnist_train_limit: {cfg.mnist_train_limit} must be at least 1 "
+                        "(or null)")
+    splits = list(load_binarized_mnist_dir(cfg.path))
+    sizes = tuple(len(x) for x in splits)
+    note = None
+    if sizes != BINARIZED_MNIST_SIZES:
+        note = (f"{cfg.path}: binarized_mnist splits of {'/'.join(map(str, sizes))} rows, not the "
+                f"standard {'/'.join(map(str, BINARIZED_MNIST_SIZES))}")
+    if cfg.mnist_train_limit is not None:
+        splits[0] = splits[0][:cfg.mnist_train_limit]
+    xs = tuple(torch.from_numpy(x).float() for x in splits)
+    return Dataset(*xs, None, None, None, image_shape=(28, 28), binary=True,
+                   dynamic_binarize=False, name="binarized_mnist", note=note)
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -287,10 +342,12 @@ def _is_number(cell: str) -> bool:
 
 
 def _read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """(x, optional y) from a .npz, .npy or .csv file."""
+    """(x, optional y) from a .npz, .npy, .csv or .amat[.gz] file."""
+    if is_amat(path):
+        return read_amat(path), None
     if path.suffix.lower() not in FILE_EXTENSIONS:
         raise DataError(f"{path}: unknown extension {path.suffix!r}; expected one of "
-                        f"{', '.join(FILE_EXTENSIONS)}")
+                        f"{', '.join(FILE_EXTENSIONS)} (or .amat.gz)")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
@@ -320,7 +377,8 @@ def _read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 def _file(cfg: DataOptions, seed: int) -> Dataset:
     """User array file; (N, D) rows or (N, H, W) images, checked finite and in range."""
     if not cfg.path:
-        raise DataError("data.path: required for data.name=file; give an .npz, .npy or .csv file")
+        raise DataError("data.path: required for data.name=file; give an .npz, .npy, .csv or "
+                        ".amat[.gz] file")
     path = Path(cfg.path)
     x, y = _read_array_file(path)
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
@@ -341,7 +399,7 @@ def _file(cfg: DataOptions, seed: int) -> Dataset:
                           or not np.array_equal(y, np.round(y))):
         raise DataError(f"{path}: labels 'y' have shape {y.shape} dtype {y.dtype}; expected "
                         f"({len(x)},) integers")
-    mode = cfg.binarize
+    mode = _mode(cfg)
     if np.isin(x, (0.0, 1.0)).all():
         mode = "fixed"  # already binary: Bernoulli of 0/1 is the identity
     elif mode != "none" and (x.min() < 0 or x.max() > 1):
@@ -365,7 +423,8 @@ def _image_shape(shape: list[int], columns: int) -> tuple[int, tuple[int, int]]:
     return (1, (shape[0], shape[1])) if len(shape) == 2 else (shape[0], (shape[1], shape[2]))
 
 
-_LOADERS = {"toy4": _toy4, "digits": _digits, "mnist": _mnist, "file": _file}
+_LOADERS = {"toy4": _toy4, "digits": _digits, "mnist": _mnist, "file": _file,
+            "binarized_mnist": _binarized_mnist}
 
 
 def load_dataset(cfg: DataOptions, seed: int) -> Dataset:
