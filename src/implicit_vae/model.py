@@ -6,11 +6,17 @@ Plain PyTorch: usable in any training loop (see the README), and wrapped for Lig
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .divergences.aggregate_ratio import (
+    AggregateRatioCritic,
+    DetachedPrior,
+    needs_aggregate_critic,
+)
 from .divergences.base import CriticLoss, DivergenceEstimator
 from .likelihoods import Likelihood
 from .posteriors import Posterior, PosteriorSample
@@ -52,6 +58,16 @@ class ImplicitVAE(nn.Module):
         likelihood: p(x|z) with its decoder.
         estimator: estimates KL(q(z|x) ‖ p(z)) from samples.
         beta: weight of the KL term (1 gives the ELBO).
+        prior_critic: the aggregate critic D(z) that trains a learnable implicit prior under a KL
+            estimator (see :mod:`.divergences.aggregate_ratio`); None builds the default
+            :class:`AggregateRatioCritic` where one is needed. It is a critic: its parameters are
+            in :meth:`critic_parameters` and its loss in :meth:`critic_loss`.
+
+    A learnable implicit prior p_ψ = h_ψ(η) under a KL estimator learns through ``prior_critic``
+    alone: ∇_ψ E_x KL(q(z|x) ‖ p_ψ) = ∇_ψ KL(q(z) ‖ p_ψ), and the aggregate KL is small where the
+    per-example one is not, so the self-normalised ratio gradient stays accurate. The estimator
+    then sees the prior's samples cut from ψ (no term or pathwise gradient of its own); its value,
+    the reported KL, is unchanged.
 
     Raises:
         IncompatibleComponentsError: when the estimator needs a density or moments the posterior or
@@ -65,6 +81,8 @@ class ImplicitVAE(nn.Module):
         likelihood: Likelihood,
         estimator: DivergenceEstimator,
         beta: float = 1.0,
+        *,
+        prior_critic: nn.Module | None = None,
     ):
         super().__init__()
         dims = {posterior.latent_dim, prior.latent_dim, likelihood.latent_dim, estimator.latent_dim}
@@ -89,6 +107,9 @@ class ImplicitVAE(nn.Module):
             estimator,
         )
         self.beta = beta
+        if prior_critic is None and needs_aggregate_critic(prior, estimator):
+            prior_critic = AggregateRatioCritic(prior.latent_dim)
+        self.prior_critic = prior_critic
 
     @property
     def latent_dim(self) -> int:
@@ -99,15 +120,38 @@ class ImplicitVAE(nn.Module):
         ``n_samples`` z per example."""
         q = self.posterior.sample(x, n_samples, moments=self.estimator.needs_posterior_moments)
         reconstruction = self.likelihood.log_prob(x, q.z).mean(0)  # (B,)
-        kl = self.estimator.estimate(x, q, self.prior)  # (B,)
+        if self.prior_critic is None:
+            kl = self.estimator.estimate(x, q, self.prior)  # (B,)
+        else:  # ψ learns through the aggregate critic only; the added term is zero-valued
+            kl = self.estimator.estimate(x, q, DetachedPrior(self.prior))
+            kl = kl + self.prior_critic.surrogate(q.z, self.prior)
         loss = (-reconstruction + self.beta * kl).mean()
         return LossTerms(reconstruction, kl, loss, q)
 
     def critic_loss(self, x: torch.Tensor, n_samples: int = 1) -> CriticLoss:
-        """The estimator's own loss on fresh posterior samples, which carry no gradient to the model."""
+        """The estimator's own loss on fresh posterior samples, which carry no gradient to the model,
+        plus the aggregate critic's logistic loss where there is one (the accuracy stays the
+        estimator's)."""
         with torch.no_grad():
             q = self.posterior.sample(x, n_samples, self.estimator.needs_posterior_moments)
-        return self.estimator.critic_loss(x, q, self.prior)
+        out = self.estimator.critic_loss(x, q, self.prior)
+        if self.prior_critic is None:
+            return out
+        return CriticLoss(out.loss + self.prior_critic.loss(q.z, self.prior).loss, out.accuracy)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`; a checkpoint written before models had an
+        aggregate prior critic (no ``prior_critic.*`` keys) loads too, keeping this model's own
+        (untrained) critic, which evaluation does not read and training retrains."""
+        if self.prior_critic is not None and not any(k.startswith("prior_critic.") for k in state_dict):
+            metadata = getattr(state_dict, "_metadata", None)
+            state_dict = OrderedDict(state_dict)
+            state_dict.update(
+                (f"prior_critic.{k}", v) for k, v in self.prior_critic.state_dict().items()
+            )
+            if metadata is not None:
+                state_dict._metadata = metadata
+        return super().load_state_dict(state_dict, strict, assign)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) for x (B, data_dim) and z (n, B, D); returns (n, B). Used by AIS."""
@@ -115,12 +159,16 @@ class ImplicitVAE(nn.Module):
 
     def model_parameters(self) -> list[nn.Parameter]:
         """Parameters of the posterior, decoder and (learnable) prior: what the ELBO trains."""
-        critic = {id(p) for p in self.estimator.parameters()}
+        critic = {id(p) for p in self.critic_parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in critic]
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the estimator's critic(s): what the critic loss trains."""
-        return [p for p in self.estimator.parameters() if p.requires_grad]
+        """Parameters of the estimator's critic(s) and of the aggregate prior critic: what the
+        critic loss trains."""
+        critics = [self.estimator]
+        if self.prior_critic is not None:
+            critics.append(self.prior_critic)
+        return [p for m in critics for p in m.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

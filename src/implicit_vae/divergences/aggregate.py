@@ -36,6 +36,9 @@ class AdversarialAutoencoder(DivergenceEstimator):
     A learnable prior is trained by the ELBO's gradient −E_q[∇_ψ log p_ψ] through a zero-valued
     surrogate (exact where it has a density, else via the frozen D at prior samples; the aggregate
     ratio is the right one here, see :mod:`.prior_gradient`), not as a GAN generator against D.
+    Inside :class:`~implicit_vae.model.ImplicitVAE` an implicit prior learns through the model's
+    own aggregate critic (:mod:`.aggregate_ratio`, the same ratio, trained without the ½‖z‖² skip
+    and read at more prior samples), and this estimator's route is switched off.
 
     Args:
         event_shape: the shape of one x (unused: D sees z only).

@@ -36,8 +36,10 @@ class AVB(DivergenceEstimator):
     pair's moment-matched Gaussian log-ratio.
 
     A learnable prior gets its gradient −E_q[∇_ψ log p_ψ] from a zero-valued surrogate: exact where
-    it has a density, else through the frozen critic at prior samples, −∇_ψ E_{p_ψ}[e^{T}]
-    self-normalised (see :mod:`.prior_gradient`).
+    it has a density. An implicit one, inside :class:`~implicit_vae.model.ImplicitVAE`, learns
+    through the model's aggregate critic D(z) instead (:mod:`.aggregate_ratio`); on its own the
+    estimator uses the frozen T at prior samples, −∇_ψ E_{p_ψ}[e^{T}] self-normalised, which is
+    accurate only at a small per-example KL (see :mod:`.prior_gradient`).
 
     ``x_features`` is the critic's x-branch (see :class:`~.critics.ConditionalCritic`): the
     flattened x by default, a convolutional feature network for images.

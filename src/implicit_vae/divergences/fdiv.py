@@ -92,6 +92,9 @@ class VariationalBound(DivergenceEstimator):
         # A learnable prior learns pathwise through its samples in the bound (Danskin: the
         # divergence's own gradient); a KL bound with a learnable density uses the exact
         # −E_q[∇_ψ log p_ψ] instead, which also reaches a mixture's weights (see .prior_gradient).
+        # Inside ImplicitVAE a KL bound gets an implicit learnable prior as a DetachedPrior: the
+        # pathwise gradient, whose weights e^T collapse at a large per-example KL, is cut, and ψ
+        # learns through the model's aggregate critic (see .aggregate_ratio).
         exact = self.is_kl and prior.has_density and prior.is_learnable
         value = self._bound(*self._critic_values(x, q.z, prior, detach_prior=exact))
         return value + density_surrogate(prior, q.z) if exact else value
