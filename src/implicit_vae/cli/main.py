@@ -261,7 +261,7 @@ def _describe(args: argparse.Namespace) -> None:
 
     cfg = load_config(resolve_config(args.config), args.set)
     data = load_dataset(cfg.data, cfg.train.seed)
-    model = build_model(cfg, data.data_dim)
+    model = build_model(cfg, data.event_shape)
     print(
         describe(
             model,

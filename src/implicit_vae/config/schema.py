@@ -163,17 +163,6 @@ class TrainConfig:
     precision: str = field(
         default="32-true", metadata=_choices("32-true", "bf16-mixed", "16-mixed")
     )  # mixed: autocast forward passes, fp32 weights; 16-mixed (CUDA only) adds a GradScaler
-    compile: bool = False  # torch.compile the model's forward and critic loss
-    accelerator: str = field(
-        default="auto", metadata=_choices("auto", "cpu", "gpu", "cuda", "mps")
-    )  # auto: a CUDA GPU if one is visible, else the CPU; gpu is cuda
-    devices: int | None = field(
-        default=None, metadata=_at_least(1)
-    )  # devices per machine; None: 1, or torchrun's --nproc_per_node (one process per device)
-    precision: str = field(
-        default="32-true", metadata=_choices("32-true", "bf16-mixed", "16-mixed")
-    )  # mixed: autocast forward passes, fp32 weights; 16-mixed (CUDA only) adds a GradScaler
-    compile: bool = False  # torch.compile the model's forward and critic loss
 
 
 @dataclass

@@ -45,7 +45,6 @@ RESUMABLE_KEYS = (
     "strategy",
     "accelerator",  # a run may move between devices; it is exact on the device it stays on
     "devices",
-    "compile",
 )
 
 
@@ -108,7 +107,7 @@ def _fit(
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, verbose=False)
     data = load_dataset(cfg.data, cfg.train.seed)
-    model = build_model(cfg, data.data_dim)  # on the CPU: the same initial weights on any device
+    model = build_model(cfg, data.event_shape)  # on the CPU: the same initial weights on any device
     if model.likelihood.needs_binary_data and not data.binary:
         raise ConfigError(
             "model.likelihood: 'bernoulli' needs binary data, but these data are "

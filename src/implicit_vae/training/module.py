@@ -103,9 +103,6 @@ class TwoPlayerLoop:
         """Move the model to the device (wrapped in DDP under torchrun), make both optimizers and
         load their states when resuming."""
         t, fabric = self.cfg.train, self.fabric
-        if t.compile:
-            self.model.forward = torch.compile(self.model.forward)  # type: ignore[method-assign]
-            self.model.critic_loss = torch.compile(self.model.critic_loss)  # type: ignore[method-assign]
         wrapped = fabric.setup_module(self.model)
         if self.world.ddp:
             # critic_loss goes through DDP's forward too, so its backward all-reduces the critic.
@@ -416,6 +413,7 @@ class TwoPlayerLoop:
             "guards": {**self.skips.state(), **self.alarm.state()},
             "world_size": self.world.world_size,
             "device": self.device.type,
+            "event_shape": list(self.model.posterior.event_shape),  # rebuilds the model without data
         }
         if self._scaler is not None:
             state["scaler"] = self._scaler.state_dict()

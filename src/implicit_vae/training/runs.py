@@ -62,8 +62,8 @@ def load_run(
     ckpt = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.ckpt")
     cfg = config_from_dict(ckpt["config"])
     data = load_dataset(cfg.data, cfg.train.seed) if with_data else None
-    data_dim = data.data_dim if data is not None else _data_dim(ckpt)
-    model = build_model(cfg, data_dim)
+    event_shape = data.event_shape if data is not None else _event_shape(ckpt)
+    model = build_model(cfg, event_shape)
     mismatch = state_mismatch(model.state_dict(), ckpt["model"])
     if mismatch:
         raise CheckpointError(
@@ -73,12 +73,15 @@ def load_run(
     return cfg, model.eval(), data
 
 
-def _data_dim(ckpt: dict[str, Any]) -> int:
-    """The data dimension, read off the decoder's last bias in the state dict."""
+def _event_shape(ckpt: dict[str, Any]) -> tuple[int, ...]:
+    """The shape of one example: stored in the checkpoint, or (for checkpoints written before it
+    was) the flat data dimension read off the MLP decoder's last bias."""
+    if isinstance(ckpt.get("event_shape"), list):
+        return tuple(int(s) for s in ckpt["event_shape"])
     biases = [
         k for k in ckpt["model"] if k.startswith("likelihood.decoder.") and k.endswith(".bias")
     ]
-    return int(ckpt["model"][sorted(biases, key=lambda k: int(k.split(".")[2]))[-1]].shape[0])
+    return (int(ckpt["model"][sorted(biases, key=lambda k: int(k.split(".")[2]))[-1]].shape[0]),)
 
 
 def state_mismatch(expected: dict[str, Any], found: dict[str, Any], limit: int = 3) -> str:
