@@ -39,12 +39,14 @@ def write_idx(path: Path, a: np.ndarray, gz: bool = False) -> Path:
     return path
 
 
-def fake_mnist(directory: Path, n_train: int | None, n_test: int, gz: bool = True) -> None:
-    """Write random 4x4 'MNIST' IDX files; n_train None leaves out the train files."""
+def fake_mnist(
+    directory: Path, n_train: int | None, n_test: int, gz: bool = True, side: int = 4
+) -> None:
+    """Write random side x side 'MNIST' IDX files; n_train None leaves out the train files."""
     rng = np.random.default_rng(0)
     sizes = ([] if n_train is None else [("train", n_train)]) + [("t10k", n_test)]
     for prefix, n in sizes:
-        images = rng.integers(0, 256, (n, 4, 4), dtype=np.uint8)
+        images = rng.integers(0, 256, (n, side, side), dtype=np.uint8)
         labels = (np.arange(n) % 10).astype(np.uint8)
         suffix = ".gz" if gz else ""
         write_idx(directory / f"{prefix}-images-idx3-ubyte{suffix}", images, gz)

@@ -181,7 +181,7 @@ def test_conv_models_train_from_the_cli_and_resume_exactly(tmp_path, data, poste
         extra.append("model.noise_dim=4")
     if data == "mnist":
         (tmp_path / "idx").mkdir()
-        fake_mnist(tmp_path / "idx", n_train=None, n_test=120)
+        fake_mnist(tmp_path / "idx", n_train=None, n_test=120, side=28)
         extra += ["data.name=mnist", f"data.path={tmp_path / 'idx'}"]
     assert main(["train", *_args(tmp_path / "whole", 8, extra)]) == 0
     assert main(["train", *_args(tmp_path / "split", 4, extra)]) == 0
