@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from implicit_vae.cli import resolve_config
 from implicit_vae.config import load_config
 from implicit_vae.config.factory import build_model
 from implicit_vae.data import load_dataset
@@ -47,12 +48,20 @@ from implicit_vae.evaluation import ais_log_likelihood
 from implicit_vae.evaluation.run import ais_initial
 from implicit_vae.training.runs import write_json
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_floor import NetworkFloor  # noqa: E402
+from speed_peers import peer_figures  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
-GOALS = {"train_step": 1.10, "ais_floor": 1.25, "ais_memory": 1.05}
+GOALS = {"train_step": 1.10, "ais_floor": 1.25, "ais_memory": 1.05, "step_floor": 1.3,
+         "peer_epoch": 1.0}  # fmt: skip
+MNIST_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 # train: steps per fit; ais: examples x steps (naive: examples of the per-example loop); memory:
 # numbers of examples x steps.
-FULL = dict(train=200, ais=128, ais_steps=100, naive=4, memory=[250, 500, 1000], memory_steps=20)
-QUICK = dict(train=20, ais=16, ais_steps=5, naive=2, memory=[40, 80], memory_steps=2)
+FULL = dict(train=200, ais=128, ais_steps=100, naive=4, memory=[250, 500, 1000], memory_steps=20,
+            peer_examples=10_000)  # fmt: skip
+QUICK = dict(train=20, ais=16, ais_steps=5, naive=2, memory=[40, 80], memory_steps=2,
+             peer_examples=500)  # fmt: skip
 CHAINS, LEAPFROG, AIS_BATCH = 8, 10, 128
 
 
@@ -91,15 +100,33 @@ class BareLoop:
         self.opt.step()
 
 
-def time_fit(steps: int, threads: int, run_dir: Path) -> dict[str, float]:
-    """Seconds of fit's steps 1…N−1 and of the bare steps run between them (see the module's
-    docstring), and of the whole ``fit`` (bare steps left out), its start-up and its tail."""
+class FloorLoop:
+    """The compute floor of ``cfg``'s training step (:class:`speed_floor.NetworkFloor`): its
+    networks' forward and backward passes on the shapes one step gives them, nothing else."""
+
+    def __init__(self, cfg):
+        t = cfg.train
+        data = load_dataset(cfg.data, t.seed)
+        model = build_model(cfg, data.event_shape).train()
+        stream = BatchStream(data.train, t.batch_size, t.seed, data.dynamic_binarize)
+        self.floor = NetworkFloor(model, stream[0], t.n_samples, t.critic_steps)
+
+    def step(self, k: int) -> None:
+        self.floor.step()
+
+
+def time_fit(
+    steps: int, threads: int, run_dir: Path, reference=None, config=None, overrides=()
+) -> dict[str, float]:
+    """Seconds of fit's steps 1…N−1 and of the ``reference`` steps run between them (see the
+    module's docstring; default :class:`BareLoop`), and of the whole ``fit`` (reference steps left
+    out), its start-up and its tail. ``config`` and ``overrides`` choose the run (default config)."""
     from implicit_vae.training import fit as train_module
     from implicit_vae.training.module import TwoPlayerLoop
 
     sets = f"max_steps={steps} threads={threads} progress_bar=false run_dir={run_dir}"
-    cfg = load_config(overrides=[f"train.{s}" for s in sets.split()])
-    bare, t = BareLoop(cfg), {"fit": 0.0, "bare": 0.0}
+    cfg = load_config(config, [*overrides, *(f"train.{s}" for s in sets.split())])
+    bare, t = (reference or BareLoop)(cfg), {"fit": 0.0, "bare": 0.0}
     calls = [0]
     own_step = TwoPlayerLoop.training_step
 
@@ -110,7 +137,7 @@ def time_fit(steps: int, threads: int, run_dir: Path) -> dict[str, float]:
             t["fit"] += now - t["end"]
         else:
             t["first"] = now
-        if batch_idx < steps - 1:
+        if bare is not None and batch_idx < steps - 1:
             bare.step(batch_idx)
             t["bare"] += time.perf_counter() - now
         t["end"] = time.perf_counter()
@@ -140,6 +167,55 @@ def train_step_figure(steps: int, pairs: int, threads: int) -> dict:
     )
     fit_steps = [f["steps"] / (steps - 1) for f in fits]
     return figure(fit_steps, bare, GOALS["train_step"], what, steps=steps, whole_fit=whole)
+
+
+# --- (d) a training step against its compute floor; (e) AVB-AC against a Gaussian VAE ----------
+def step_floor_figures(steps: int, pairs: int, threads: int) -> dict:
+    """(d) for the default digits config and the MNIST AVB-AC config (skipped, with the reason, when
+    the MNIST files are missing): fit's step against :class:`FloorLoop`, interleaved per step."""
+    out = {}
+    cases = {"digits_default": (None, ())}
+    if (MNIST_DATA / "t10k-images-idx3-ubyte.gz").is_file():
+        mnist = ("mnist_avb_ac", (f"data.path={MNIST_DATA}", "data.mnist_train_limit=2000"))
+        cases["mnist_avb_ac"] = (resolve_config(mnist[0]), mnist[1])
+    else:
+        out["mnist_avb_ac"] = {"skipped": f"no MNIST files in {MNIST_DATA}"}
+    with tempfile.TemporaryDirectory(prefix="speed_") as tmp:
+        for name, (config, overrides) in cases.items():
+            fits = [
+                time_fit(steps, threads, Path(tmp) / f"{name}{i}", FloorLoop, config, overrides)
+                for i in range(pairs)
+            ]
+            what = (
+                f"seconds per AVB-AC step ({name}, {steps - 1} steps a pair) in fit (a) vs the bare "
+                "forward and backward passes of exactly its networks on the same shapes (b)"
+            )
+            a = [f["steps"] / (steps - 1) for f in fits]
+            b = [f["bare"] / (steps - 1) for f in fits]
+            out[name] = figure(a, b, GOALS["step_floor"], what, steps=steps)
+    return out
+
+
+def vae_step_figure(steps: int, pairs: int, threads: int) -> dict:
+    """(e) an AVB-AC step against a Gaussian-VAE step with the same encoder trunk widths and decoder
+    (default digits config; the VAE: posterior gaussian, closed-form KL), fit against fit."""
+    vae = ("model.posterior=gaussian", "divergence.name=analytic")
+    a, b = [], []
+    with tempfile.TemporaryDirectory(prefix="speed_") as tmp:
+        for i in range(pairs):
+            for runs, overrides in ((a, ()), (b, vae)):
+                run = time_fit(steps, threads, Path(tmp) / f"{len(runs)}{i}", _NoReference,
+                               None, overrides)  # fmt: skip
+                runs.append(run["steps"] / (steps - 1))
+    what = (
+        f"seconds per step in fit: AVB-AC (a) vs a Gaussian VAE with the same trunk and decoder "
+        f"(b), default digits config, {steps - 1} steps a run"
+    )
+    return figure(a, b, None, what, steps=steps)
+
+
+def _NoReference(cfg):  # noqa: N802 — stands where a reference loop's class would
+    return None
 
 
 # --- (b) AIS against its floor ------------------------------------------------------------------
@@ -268,7 +344,9 @@ def table(figures: dict[str, dict]) -> str:
     rows = [f"{'figure':28s} {'median':>7s}  goal  pass   ratios of the pairs"]
     for name, f in figures.items():
         subs = [(f"{name}.{k}", v) for k, v in f.items() if isinstance(v, dict) and "ratios" in v]
-        for label, g in [(name, f), *subs]:
+        skipped = [(f"{name}.{k}", v) for k, v in f.items() if isinstance(v, dict) and "skipped" in v]
+        rows += [f"{label:28s} skipped: {g['skipped']}" for label, g in skipped]
+        for label, g in [(name, f), *subs] if "ratios" in f else subs:
             ratios = ", ".join(f"{r:.3f}" for r in g["ratios"])
             goal, verdict = ("-" if g[k] is None else str(g[k]) for k in ("goal", "pass"))
             rows.append(f"{label:28s} {g['median_ratio']:7.3f}  {goal:4s}  {verdict:5s}  {ratios}")
@@ -300,9 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         "train_step": train_step_figure(sizes["train"], pairs, threads),
         "ais_floor": ais_floor_figure(sizes["ais"], sizes["ais_steps"], sizes["naive"], pairs),
         "ais_memory": ais_memory_figure(sizes["memory"], sizes["memory_steps"], pairs, threads),
+        "step_floor": step_floor_figures(sizes["train"], pairs, threads),
+        "avb_ac_vs_vae": vae_step_figure(sizes["train"], pairs, threads),
+        "peer_epoch": peer_figures(sizes["peer_examples"], pairs, threads, GOALS["peer_epoch"], figure),
     }
     for f in figures.values():
-        f["command"] = command
+        for part in f.values() if "median_ratio" not in f else [f]:
+            if isinstance(part, dict):
+                part["command"] = command
     print(table(figures))
     machine = dict(torch=torch.__version__, python=platform.python_version(), cpus=os.cpu_count())
     report = {"benchmark": "speed", "command": command, "quick": args.quick, "sizes": sizes}

@@ -17,7 +17,7 @@ import pytest
 from scripts import load_benchmark_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
-TINY = dict(train=3, ais=6, ais_steps=2, naive=1, memory=[4, 8], memory_steps=1)
+TINY = dict(train=3, ais=6, ais_steps=2, naive=1, memory=[4, 8], memory_steps=1, peer_examples=200)
 FIGURE_KEYS = {"median_ratio", "goal", "pass", "timed", "ratios", "pairs", "command"}
 
 
@@ -39,7 +39,7 @@ def _check_figure(figure: dict, pairs: int, scored: bool) -> None:
         assert ratio == pytest.approx(pair["a"] / pair["b"])
     assert math.isfinite(figure["median_ratio"]) and figure["timed"]
     if scored:
-        assert figure["goal"] > 1 and figure["pass"] == (figure["median_ratio"] <= figure["goal"])
+        assert figure["goal"] >= 1 and figure["pass"] == (figure["median_ratio"] <= figure["goal"])
     else:
         assert figure["goal"] is None and figure["pass"] is None
 
@@ -57,11 +57,28 @@ def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
     assert report["sizes"] == TINY and report["machine"]["torch"]
     assert report["before"] == {"ais_floor": 2} and report["before_command"] == "old"
     figures = report["figures"]
-    assert set(figures) == {"train_step", "ais_floor", "ais_memory"}
-    for name, figure in figures.items():
+    assert set(figures) == {"train_step", "ais_floor", "ais_memory", "step_floor",
+                            "avb_ac_vs_vae", "peer_epoch"}  # fmt: skip
+    for name in ("train_step", "ais_floor", "ais_memory"):
+        figure = figures[name]
         assert set(figure) >= FIGURE_KEYS and figure["command"] == report["command"]
         _check_figure(figure, 1, scored=True)
         assert figure["goal"] == speed.GOALS[name]
+    # (d) per config against its network floor (MNIST only where its files are), (e) for scale,
+    # (f) per peer model where pythae is installed.
+    assert "digits_default" in figures["step_floor"]
+    for name, figure in figures["step_floor"].items():
+        if "skipped" not in figure:
+            _check_figure(figure, 1, scored=True)
+            assert figure["goal"] == speed.GOALS["step_floor"], name
+    _check_figure(figures["avb_ac_vs_vae"], 1, scored=False)
+    peers = figures["peer_epoch"]
+    if "skipped" in peers:
+        assert "pythae" in peers["skipped"]
+    else:
+        assert set(peers) == {"vae", "aae"}
+        for figure in peers.values():
+            _check_figure(figure, 1, scored=True)
     _check_figure(figures["train_step"]["whole_fit"], 1, scored=False)
     _check_figure(figures["ais_floor"]["per_example_loop"], 1, scored=False)
     assert figures["ais_floor"]["decoder_passes"] == 1 + (2 - 1) * speed.LEAPFROG
