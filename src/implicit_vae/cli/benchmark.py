@@ -24,7 +24,7 @@ def main(
     argv: list[str] | None = None, prog: str = "implicit-vae benchmark kl", results: Path = RESULTS
 ) -> int:
     """Run the KL-accuracy benchmark from command-line arguments; returns the exit code."""
-    from .main import OneLineArgumentParser
+    from .common import OneLineArgumentParser
 
     parser = OneLineArgumentParser(
         prog=prog, description="How accurate is each divergence estimator against known answers?"
