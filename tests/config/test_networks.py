@@ -124,6 +124,10 @@ def test_bad_builder_paths_are_one_line_errors_naming_the_key(override, expected
       "model.posterior=implicit"], lambda vae: vae.estimator.critic_objective == "dv"),
     (["model.likelihood=gaussian", "model.likelihood_options={fixed_std: 0.5}"],
      lambda vae: not vae.likelihood.log_std.requires_grad),
+    (["model.posterior=implicit", "model.prior=implicit", "divergence.name=avb",
+      "model.prior_critic_options={width: 8, prior_samples: 64}"],
+     lambda vae: vae.prior_critic.prior_samples == 64
+     and vae.prior_critic.critic.f.stem[0].out_features == 8),
     (["model.prior=gaussian_mixture", "model.prior_options={radius: 2.0}"],
      lambda vae: torch.allclose(vae.prior.means.norm(dim=-1), torch.tensor(2.0))),
 ])  # fmt: skip
@@ -136,6 +140,7 @@ def test_options_mappings_reach_the_constructor(overrides, read):
     (["model.posterior_options={n_bases: 4}"], "model.posterior_options"),
     (["divergence.options={k: 3}"], "divergence.options"),  # avb_ac takes no k
     (["model.likelihood_options={std: 1}"], "model.likelihood_options"),
+    (["model.prior_critic_options={width: 8}"], "model.prior_critic_options"),  # fixed prior
     (["divergence.name=knn", "divergence.options={k: 0}", "train.n_samples=8",
       "model.posterior=implicit"], "divergence.options"),  # a bad value, refused by the class
 ])  # fmt: skip

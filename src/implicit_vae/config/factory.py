@@ -23,6 +23,7 @@ from typing import Any
 
 from ..divergences import ESTIMATORS
 from ..divergences.adaptive_contrast import full_contrast_moment_error
+from ..divergences.aggregate_ratio import AggregateRatioCritic, needs_aggregate_critic
 from ..likelihoods import LIKELIHOODS
 from ..model import ImplicitVAE, IncompatibleComponentsError, compatible_estimators
 from ..networks.shapes import event_shape_of
@@ -219,7 +220,20 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
             f"train.n_samples: {cfg.train.n_samples} is too few for divergence.name={d.name!r}, "
             f"which compares samples of each q(z|x); expected >= {needed}"
         )
+    prior_critic = None
+    if needs_aggregate_critic(prior, estimator):
+        options = _extra_options("model.prior_critic_options", m.prior_critic_options,
+                                 AggregateRatioCritic, "the aggregate prior critic")  # fmt: skip
+        prior_critic = _construct("model.prior_critic_options", AggregateRatioCritic,
+                                  m.latent_dim, **options)  # fmt: skip
+    elif m.prior_critic_options:
+        raise ConfigError(
+            "model.prior_critic_options: only a learnable implicit prior under a KL estimator has "
+            "an aggregate critic; leave it empty"
+        )
     try:
-        return ImplicitVAE(posterior, prior, likelihood, estimator, beta=m.beta)
+        return ImplicitVAE(
+            posterior, prior, likelihood, estimator, beta=m.beta, prior_critic=prior_critic
+        )
     except IncompatibleComponentsError as err:
         raise ConfigError(str(err)) from None

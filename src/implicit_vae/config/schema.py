@@ -98,6 +98,9 @@ class ModelConfig:
     )  # further keyword arguments of the posterior class (e.g. moment_samples, basis_hidden)
     prior_options: dict = field(default_factory=dict)  # further keyword arguments of the prior
     likelihood_options: dict = field(default_factory=dict)  # e.g. fixed_std for gaussian
+    prior_critic_options: dict = field(
+        default_factory=dict
+    )  # learnable implicit prior: the aggregate critic D(z) (width, blocks, prior_samples)
 
 
 @dataclass
