@@ -12,6 +12,18 @@ from .activations import activation
 from .shapes import event_shape_of, flatten_event
 
 
+def _hidden_layers(
+    in_shape: tuple[int, ...], hidden: Sequence[int], act: str
+) -> tuple[list[nn.Module], int]:
+    """Linear + activation per hidden width, from the flattened input; and the last width."""
+    layers: list[nn.Module] = []
+    width = math.prod(in_shape)
+    for h in hidden:
+        layers += [nn.Linear(width, h), activation(act)]
+        width = h
+    return layers, width
+
+
 class MLP(nn.Sequential):
     """``in_shape -> hidden... -> out_dim``, no output activation; the trailing ``in_shape`` dims of
     the input are flattened first, so images (..., C, H, W) and flat rows (..., C·H·W) both work.
@@ -25,13 +37,8 @@ class MLP(nn.Sequential):
         self, in_shape: int | Sequence[int], hidden: Sequence[int], out_dim: int, act: str = "elu"
     ):
         shape = event_shape_of(in_shape)
-        layers: list[nn.Module] = []
-        width = math.prod(shape)
-        for h in hidden:
-            layers += [nn.Linear(width, h), activation(act)]
-            width = h
-        layers.append(nn.Linear(width, out_dim))
-        super().__init__(*layers)
+        layers, width = _hidden_layers(shape, hidden, act)
+        super().__init__(*layers, nn.Linear(width, out_dim))
         self.in_shape = shape
         self.in_features = math.prod(shape)
         self.out_features = out_dim
@@ -53,11 +60,7 @@ class MLPTrunk(nn.Sequential):
 
     def __init__(self, in_shape: int | Sequence[int], hidden: Sequence[int], act: str = "elu"):
         shape = event_shape_of(in_shape)
-        layers: list[nn.Module] = []
-        width = math.prod(shape)
-        for h in hidden:
-            layers += [nn.Linear(width, h), activation(act)]
-            width = h
+        layers, width = _hidden_layers(shape, hidden, act)
         super().__init__(*layers)
         self.in_shape = shape
         self.out_features = width
