@@ -9,7 +9,12 @@ import torch
 from implicit_vae.divergences import ESTIMATORS, estimate_divergence
 from implicit_vae.likelihoods import BernoulliLikelihood
 from implicit_vae.model import ImplicitVAE, IncompatibleComponentsError
-from implicit_vae.posteriors import GaussianPosterior, ImplicitPosterior, PosteriorSample
+from implicit_vae.posteriors import (
+    GaussianPosterior,
+    ImplicitPosterior,
+    PosteriorSample,
+    SemiImplicitPosterior,
+)
 from implicit_vae.priors import Prior, StandardNormal
 
 DATA_DIM, LATENT_DIM = 4, 2
@@ -73,6 +78,8 @@ def test_kde_with_an_implicit_prior_fails_in_one_sentence_listing_what_works():
 def test_every_estimator_builds_exactly_where_its_requirements_hold(name):
     implicit = ImplicitPosterior(DATA_DIM, LATENT_DIM, noise_dim=2, hidden=(8,))
     gaussian = GaussianPosterior(DATA_DIM, LATENT_DIM, hidden=(8,))
+    if name == "sivi":  # it reads the mixing noise of a semi-implicit posterior
+        gaussian = SemiImplicitPosterior(DATA_DIM, LATENT_DIM, noise_dim=2, hidden=(8,))
     _model(name, gaussian, StandardNormal(LATENT_DIM))  # everything works with both densities
     cls = ESTIMATORS[name]
     works = not (cls.needs_posterior_density or cls.needs_prior_density)

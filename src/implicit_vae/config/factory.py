@@ -38,6 +38,7 @@ _POSTERIOR_KEYS = {
     "n_basis": "n_basis",
     "inject_noise": "inject_hidden",
     "moment_samples": "moment_samples",
+    "posterior_sigma": "sigma",
 }
 _PRIOR_KEYS = {
     "prior_components": "components",
@@ -51,16 +52,17 @@ _ESTIMATOR_KEYS = {
     "waymarks": "waymarks",
     "contrast": "contrast",
     "contrast_scale": "contrast_scale",
+    "mixing_samples": "mixing_samples",
 }
-# keys that name one estimator's feature: set for another estimator, they are an error
-_SPECIFIC = {"contrast", "contrast_scale", "waymarks"}
+# keys that name one component's feature: set for another class, they are an error
+_SPECIFIC = {"contrast", "contrast_scale", "waymarks", "posterior_sigma", "mixing_samples"}
 
 
 class UnusedOptionWarning(UserWarning):
     """A config key was set for a class that does not read it."""
 # set by the factory itself, never by an options mapping
 _RESERVED = {"event_shape", "latent_dim", "self", "net", "trunk", "feature_dim", "decoder",
-             "x_features", "generator", "bank"}  # fmt: skip
+             "x_features", "generator", "bank", "sigma_net"}  # fmt: skip
 
 
 def _accepted(cls: type) -> set[str]:

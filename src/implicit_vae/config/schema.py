@@ -20,11 +20,11 @@ import yaml
 # checked without loading torch; tests/config/test_schema.py checks that these match the registries.
 ESTIMATOR_NAMES = (
     "analytic", "monte_carlo", "avb", "avb_ac", "aae", "kl_nwj", "kl_dv", "reverse_kl", "js",
-    "kde", "stein", "knn", "mmd", "energy",
+    "kde", "stein", "knn", "mmd", "energy", "sivi",
 )  # fmt: skip
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
 ACTIVATION_NAMES = ("elu", "relu", "leaky_relu", "tanh", "softplus")
-POSTERIOR_NAMES = ("gaussian", "gaussian_full", "implicit", "noise_basis")
+POSTERIOR_NAMES = ("gaussian", "gaussian_full", "implicit", "noise_basis", "semi_implicit")
 PRIOR_NAMES = ("standard_normal", "gaussian_mixture", "implicit", "samples")
 SCHEDULE_NAMES = ("constant", "cosine")
 ARCHITECTURE_NAMES = ("mlp", "conv")
@@ -83,6 +83,9 @@ class ModelConfig:
     moment_samples: int | None = field(
         default=None, metadata=_at_least(2)
     )  # implicit: independent draws per x for adaptive contrast's moments (None: 10·latent_dim)
+    posterior_sigma: str = field(
+        default="global", metadata=_choices("global", "x", "x_eps")
+    )  # semi_implicit: σ of N(z; μ(x, ε), σ²) is one vector, a network of x, or of (x, ε)
     beta: float = field(default=1.0, metadata=_at_least(0.0))  # KL weight; 1 is the ELBO
     architecture: str = field(
         default="mlp", metadata=_choices(*ARCHITECTURE_NAMES)
@@ -118,6 +121,9 @@ class DivergenceConfig:
     contrast_scale: float = field(
         default=1.0, metadata={"min": 0.0, "exclusive_min": True}
     )  # avb_ac: contrast N(μ, s²Σ); s > 1 lets the critic see, and charge, q's heavy tails
+    mixing_samples: int = field(
+        default=100, metadata=_at_least(1)
+    )  # sivi: K fresh mixing draws beside the generating one in log q̂ (SIVI's code: 1, then 50)
     options: dict = field(
         default_factory=dict
     )  # further keyword arguments of the estimator class (e.g. k for knn, bandwidth for kde)

@@ -14,6 +14,7 @@ from .kernel import KernelDensityKL, SteinEntropyKL
 from .knn import KNearestNeighbourKL
 from .measure import estimate_divergence
 from .mmd import EnergyDistance, MaximumMeanDiscrepancy
+from .semi_implicit import SIVI
 
 ESTIMATORS: dict[str, type[DivergenceEstimator]] = {
     "analytic": AnalyticKL,
@@ -30,6 +31,7 @@ ESTIMATORS: dict[str, type[DivergenceEstimator]] = {
     "knn": KNearestNeighbourKL,
     "mmd": MaximumMeanDiscrepancy,
     "energy": EnergyDistance,
+    "sivi": SIVI,
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "MaximumMeanDiscrepancy",
     "MonteCarloKL",
     "ReverseKL",
+    "SIVI",
     "SteinEntropyKL",
     "estimate_divergence",
 ]

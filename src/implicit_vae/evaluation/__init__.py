@@ -1,5 +1,6 @@
 """Log-likelihood evaluation: AIS (any prior with a density, any posterior), importance sampling
-(explicit posteriors) and 2-D quadrature (ground truth for small models)."""
+(explicit posteriors), the semi-implicit IW bound (SIVI-family posteriors) and 2-D quadrature (ground
+truth for small models)."""
 
 from ._common import EvaluationError, LogLikelihoodEstimate
 from .ais import ais_log_likelihood, ais_versus_steps, beta_schedule
@@ -7,6 +8,7 @@ from .compare import paired_difference
 from .importance import importance_sampling_log_likelihood
 from .plots import plot_ais_versus_steps
 from .quadrature import exact_log_likelihood_2d
+from .semi_implicit import log_px_iw_semi_implicit
 
 __all__ = [
     "EvaluationError",
@@ -16,6 +18,7 @@ __all__ = [
     "beta_schedule",
     "exact_log_likelihood_2d",
     "importance_sampling_log_likelihood",
+    "log_px_iw_semi_implicit",
     "paired_difference",
     "plot_ais_versus_steps",
 ]
