@@ -71,6 +71,21 @@ def test_ais_is_a_stochastic_lower_bound(linear_gaussian):
     assert gaps.mean() < -0.1  # a short run really is loose: the bound is not trivially tight
 
 
+def test_ais_weights_are_unbiased(linear_gaussian):
+    """E[w] = p(x) for every chain's weight w (Neal 2001), which is what makes AIS a stochastic lower
+    bound. With one chain per example, exp(log p̂ − log p(x)) is one weight ratio; over 20 000
+    examples (a replicate each) its mean must be 1 within 3 standard errors. 100 short steps on a
+    1-D model keep the weights variable (cv ≈ 0.8) but light-tailed enough for the s.e. to hold.
+    Measured: 0.999 ± 0.006 (|z| ≤ 1.2 over seeds 0-5); adapting ε on the reported chains' own
+    history (the previous scheme) gave 1.060 ± 0.011 (z = 4.5 to 6.9 over the same seeds)."""
+    m = linear_gaussian(1, 4, 0.3, n=20000, dtype=torch.float64)
+    est = ais_log_likelihood(m.log_likelihood, StandardNormal(1).double(), m.x, chains=1,
+                             steps=100, leapfrog_steps=5, batch_size=20000)
+    ratio = (est.log_px - m.exact).exp()
+    se = ratio.std() / ratio.numel() ** 0.5
+    assert (ratio.mean() - 1).abs() < 3 * se, (ratio.mean().item(), se.item())
+
+
 def test_ais_batches_seeding_and_global_rng(bernoulli_2d):
     lik, _ = bernoulli_2d()
     x = torch.bernoulli(torch.full((1000, 32), 0.5))
@@ -109,6 +124,7 @@ def test_ais_rejects_implicit_prior_and_bad_arguments(bernoulli_2d):
         ais_log_likelihood(lik.log_prob, SampleOnlyPrior(2), x)
     prior = StandardNormal(2)
     bad = [dict(schedule="cosine"), dict(chains=0), dict(target_accept=1.0), dict(step_size=0.0),
+           dict(pilot_steps=0),
            dict(initial=(torch.zeros(3, 2), torch.ones(3, 2))),
            dict(initial=(torch.zeros(4, 2), torch.zeros(4, 2)))]
     for kw in bad:
