@@ -15,10 +15,13 @@ from ..priors import Prior
 
 
 class CriticLoss(NamedTuple):
-    """The estimator's own training loss and the critic's classification accuracy (nan if none)."""
+    """The estimator's own training loss and the critic's classification accuracy (nan if none).
+
+    The accuracy is a 0-dim tensor where a critic computes it, so that reading it costs no host
+    synchronisation of its own: the training loop reads it together with the loss."""
 
     loss: torch.Tensor
-    accuracy: float
+    accuracy: torch.Tensor | float
 
 
 class DivergenceEstimator(nn.Module):

@@ -104,7 +104,7 @@ class VariationalBound(DivergenceEstimator):
         with torch.no_grad():
             r_q, r_p = self._log_ratio(t_q, t_p)
             accuracy = 0.5 * ((r_q > 0).float().mean() + (r_p < 0).float().mean())
-        return CriticLoss(self._training_loss(t_q, t_p), float(accuracy))
+        return CriticLoss(self._training_loss(t_q, t_p), accuracy.detach())
 
     def _training_loss(self, t_q: torch.Tensor, t_p: torch.Tensor) -> torch.Tensor:
         """The critic's loss: the negated bound, unless a subclass trains on another objective."""

@@ -43,7 +43,7 @@ def logistic_loss(t_pos: torch.Tensor, t_neg: torch.Tensor) -> CriticLoss:
         t_pos, torch.ones_like(t_pos)
     ) + F.binary_cross_entropy_with_logits(t_neg, torch.zeros_like(t_neg))
     accuracy = 0.5 * ((t_pos > 0).float().mean() + (t_neg < 0).float().mean())
-    return CriticLoss(loss, float(accuracy))
+    return CriticLoss(loss, accuracy.detach())  # a tensor: read with the loss, not here
 
 
 def check_waymarks(waymarks: object) -> int:
