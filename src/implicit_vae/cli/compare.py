@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..evaluation.compare import PER_EXAMPLE_KEYS
+
 
 def add_parser(sub) -> None:
     """The ``compare`` sub-command and its options."""
@@ -17,7 +19,7 @@ def add_parser(sub) -> None:
         metavar="PER_EXAMPLE",
         help="two *_per_example.pt files written by implicit-vae evaluate (A, then B)",
     )
-    compare.add_argument("--estimate", default="log_px_ais", choices=["log_px_ais", "log_px_is"])
+    compare.add_argument("--estimate", default="log_px_ais", choices=list(PER_EXAMPLE_KEYS))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from ._common import EvaluationError
 
-PER_EXAMPLE_KEYS = ("log_px_ais", "log_px_is")
+PER_EXAMPLE_KEYS = ("log_px_ais", "log_px_is", "log_px_iw_semi_implicit")
 
 
 def data_fingerprint(x: torch.Tensor) -> str:
