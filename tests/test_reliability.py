@@ -225,6 +225,74 @@ def test_sigkill_mid_run_then_resume_equals_an_unbroken_run(tmp_path, unbroken):
     assert rows == _rows(unbroken)
 
 
+def _scalar_events(run: Path) -> list[tuple[str, int]]:
+    """(tag, step) of every scalar in every TensorBoard event file of a run, as written."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = []
+    for path in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            out += [(v.tag, event.step) for v in event.summary.value]
+    return out
+
+
+def test_sigint_stops_after_the_step_saves_it_and_resumes_exactly(tmp_path, unbroken, capsys):
+    """Ctrl-C: the step finishes, last.ckpt is written at it, the CLI says where to resume (exit
+    130); meanwhile a resume of the live run is refused; the resumed run equals an unbroken one and
+    logs no step twice, in metrics.csv or TensorBoard."""
+    run, log = tmp_path / "interrupted", tmp_path / "stderr.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PACED_CLI, "train", *_argv(run)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        assert proc.stdout.readline() == f"run directory: {run}\n", "printed when training starts"
+        deadline = time.monotonic() + 240
+        while _max_logged_step(run) < KILL_AFTER_STEP - 7:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "training did not reach the interrupt point"
+            time.sleep(0.005)
+        # another process holds the run: a resume is refused, in one line naming it
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run)]) == 2
+        refused = capsys.readouterr().err.strip()
+        assert len(refused.splitlines()) == 1 and f"in use by pid {proc.pid} on host " in refused
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        rest = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    message = log.read_text().strip().splitlines()[-1]
+    step = int(message.split("interrupted at step ")[1].split(";")[0])
+    assert message == (
+        f"implicit-vae: interrupted at step {step}; resume with: implicit-vae train --resume {run}"
+    )
+    assert rest == "" and "Traceback" not in log.read_text()
+    assert KILL_AFTER_STEP - 7 <= step < 60
+    assert _ckpt(run)["model_step"] == step == _max_logged_step(run), "saved at the step it names"
+    assert not (run / ".lock").exists() and not (run / "summary.json").exists()
+
+    assert main(["train", "--resume", str(run)]) == 0
+    a, b = _ckpt(unbroken), _ckpt(run)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    _assert_same(_comparable(a), _comparable(b))
+    rows = _rows(run)
+    train_steps = [int(r["step"]) for r in rows if r["train/loss"]]
+    assert train_steps == list(range(1, 61)), "strictly increasing, no step twice"
+    assert rows == _rows(unbroken)
+    events = _scalar_events(run)
+    assert len(events) == len(set(events)), "TensorBoard got a step twice"
+    assert sorted(events) == sorted(_scalar_events(unbroken))
+
+
 def test_training_checkpoints_load_with_plain_weights_only_torch_load(unbroken):
     for name in ("last", "best"):
         raw = torch.load(unbroken / "checkpoints" / f"{name}.ckpt", weights_only=True)

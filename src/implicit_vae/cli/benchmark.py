@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -9,7 +10,8 @@ import torch
 from ..benchmarks.kl import kl_accuracy
 from ..benchmarks.report import markdown_table
 
-RESULTS = Path("benchmarks") / "results"  # relative to where the command runs
+RESULTS = Path("benchmarks") / "results"  # the repository's tracked results (benchmarks/kl_accuracy.py)
+RUNS = Path("runs") / "benchmark_kl"  # the CLI's default: a fresh run directory, -2, -3… if taken
 
 
 def _ints(text: str) -> list[int]:
@@ -21,9 +23,16 @@ def _floats(text: str) -> list[float]:
 
 
 def main(
-    argv: list[str] | None = None, prog: str = "implicit-vae benchmark kl", results: Path = RESULTS
+    argv: list[str] | None = None,
+    prog: str = "implicit-vae benchmark kl",
+    results: Path | None = None,
 ) -> int:
-    """Run the KL-accuracy benchmark from command-line arguments; returns the exit code."""
+    """Run the KL-accuracy benchmark from command-line arguments; returns the exit code.
+
+    Results go to ``--out``, else to ``results``, else (the ``implicit-vae benchmark kl`` default) to
+    a fresh run directory ``runs/benchmark_kl`` (``-2``, ``-3``… when taken), claimed atomically and
+    locked while the benchmark runs, so that nothing tracked or earlier is overwritten.
+    """
     from .common import OneLineArgumentParser
 
     parser = OneLineArgumentParser(
@@ -52,11 +61,35 @@ def main(
         help="telescoping critics for avb, avb_ac and aae (default 1: a single classifier)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--out", type=Path, default=results, help="output directory")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=results,
+        help=f"output directory (default: {results or f'a new {RUNS}, -2, -3… if taken'})",
+    )
     args = parser.parse_args(argv)
     if args.waymarks < 1:
         parser.error(f"--waymarks must be >= 1 (1: a single classifier), got {args.waymarks}")
     torch.set_num_threads(args.threads)
+    lock = None
+    if args.out is None:
+        from ..config import ConfigError
+        from ..training.runs import claim_run_dir
+
+        try:
+            lock = claim_run_dir(RUNS)
+        except ConfigError as err:
+            parser.exit(2, f"{parser.prog}: error: {err}\n")
+        args.out = lock.run_dir
+    print(f"writing to {args.out}", flush=True)
+    try:
+        return _run(parser, args)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         result = kl_accuracy(
             estimators=args.estimators,

@@ -74,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one reports
             print(f"implicit-vae: {err}", file=sys.stderr)
         return EXIT_NONFINITE
-    except KeyboardInterrupt:
-        print("implicit-vae: interrupted; the last checkpoint is intact", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        from ..training.module import TrainingInterrupted
+
+        if not isinstance(err, TrainingInterrupted):  # a second Ctrl-C, or outside training
+            print("implicit-vae: interrupted; the last checkpoint is intact", file=sys.stderr)
+        elif os.environ.get("RANK", "0") == "0":  # last.ckpt is at the step it names
+            print(f"implicit-vae: {err}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`implicit-vae compare A B | head -1`): stop quietly, and point

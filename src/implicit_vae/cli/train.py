@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..config import ConfigError, load_config, parse_override
 from .common import add_config_options, resolve_config
@@ -17,7 +18,13 @@ def add_parser(sub) -> None:
     )
 
 
+def _announce(run_dir: Path) -> None:
+    print(f"run directory: {run_dir}", flush=True)
+
+
 def run(args: argparse.Namespace) -> None:
+    """Train (or resume); SIGINT/SIGTERM stop after the current step with ``last.ckpt`` at it, and
+    :func:`implicit_vae.cli.main.main` prints where to resume from (exit code 130)."""
     from ..training.fit import fit
 
     if args.resume:
@@ -26,14 +33,18 @@ def run(args: argparse.Namespace) -> None:
                 "--config cannot be combined with --resume; the run's stored config is used"
             )
         overrides = dict(parse_override(o) for o in args.set)
-        run_dir, summary = fit(None, resume=args.resume, resume_overrides=overrides)  # type: ignore[arg-type]
+        run_dir, summary = fit(
+            None,  # type: ignore[arg-type]
+            resume=args.resume,
+            resume_overrides=overrides,
+            on_start=_announce,
+        )
     else:
         cfg = load_config(resolve_config(args.config), args.set)
-        run_dir, summary = fit(cfg)
+        run_dir, summary = fit(cfg, on_start=_announce)
     if not summary:  # a torchrun process other than rank 0: rank 0 reports
         return
     val, key = summary.get("val", {}), summary["divergence_key"]
-    print(f"run directory: {run_dir}")
     print(
         f"steps {summary['steps']}, wall time {summary['wall_time_s']:.1f} s, validation loss "
         f"{val.get('loss', float('nan')):.3f} (reconstruction {val.get('reconstruction', float('nan')):.3f}, "

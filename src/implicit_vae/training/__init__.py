@@ -13,7 +13,10 @@ _EXPORTS = {
     "CriticSaturationWarning": ".guards",
     "NonFiniteError": ".guards",
     "ImplicitVAEModule": ".module",
+    "TrainingInterrupted": ".module",
     "TwoPlayerLoop": ".module",
+    "RunLock": ".runs",
+    "claim_run_dir": ".runs",
     "load_run": ".runs",
     "new_run_dir": ".runs",
 }

@@ -8,7 +8,11 @@ the multi-process pieces in :mod:`implicit_vae.training.distributed`.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,17 @@ from .devices import make_fabric, resolve_accelerator
 from .distributed import ShardedStream, World
 from .guards import NonFiniteError
 from .logs import RunLogs
-from .module import TwoPlayerLoop
-from .runs import new_run_dir, write_json
+from .module import StopRequest, TrainingInterrupted, TwoPlayerLoop
+from .runs import RunLock, claim_run_dir, new_run_dir, write_json
 
-__all__ = ["NonFiniteError", "TwoPlayerLoop", "fit", "new_run_dir", "resume_config"]
+__all__ = [
+    "NonFiniteError",
+    "TrainingInterrupted",
+    "TwoPlayerLoop",
+    "fit",
+    "new_run_dir",
+    "resume_config",
+]
 
 RESUMABLE_KEYS = (
     "max_steps",
@@ -66,42 +77,91 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[Config, dic
 
 
 def fit(
-    cfg: Config, resume: str | Path | None = None, resume_overrides: dict[str, Any] | None = None
+    cfg: Config,
+    resume: str | Path | None = None,
+    resume_overrides: dict[str, Any] | None = None,
+    on_start: Callable[[Path], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train from ``cfg`` (or continue the run in ``resume``); returns the run directory and summary.
 
-    Under ``torchrun`` every process calls this; only rank 0 writes files, and the other ranks get an
-    empty summary.
+    The run directory is locked (``RUN_DIR/.lock``) for as long as this runs, so no other process
+    trains or resumes in it meanwhile. SIGINT and SIGTERM (when called in the main thread) stop
+    training after the current step, with ``last.ckpt`` written at that step; a second signal stops
+    at once. Under ``torchrun`` every process calls this; only rank 0 creates, locks and writes
+    files, and the other ranks get an empty summary.
+
+    Args:
+        on_start: called on rank 0 with the run directory once it is claimed, before training.
 
     Raises:
-        ConfigError: for a bad config, resume request or process layout.
+        ConfigError: for a bad config, resume request or process layout, or a run directory that
+            another live process holds.
         NonFiniteError: when a NaN or inf stops training (``train.on_nonfinite``).
+        TrainingInterrupted: after SIGINT or SIGTERM (a KeyboardInterrupt).
     """
-    ckpt = None
-    if resume is not None:
-        run_dir = Path(resume)
-        cfg, ckpt = resume_config(run_dir, resume_overrides or {})
-        if ckpt["model_step"] >= cfg.train.max_steps:
-            raise ConfigError(
-                f"train.max_steps: the run already has {ckpt['model_step']} steps; "
-                "pass --set train.max_steps=N with a larger N to continue"
-            )
-    world = World.from_env(cfg.train.strategy)
-    fabric = make_fabric(
-        resolve_accelerator(cfg.train.accelerator), cfg.train.devices, cfg.train.precision, world
-    )
-    created = world.ddp and not dist.is_initialized()
-    if world.ddp:  # joins torchrun's process group (NCCL on CUDA, gloo on the CPU)
-        fabric.launch()
+    stop = StopRequest()
+    with contextlib.ExitStack() as held, _stop_on_signals(stop):
+        ckpt = None
+        if resume is not None:
+            run_dir = Path(resume)
+            if not run_dir.is_dir():
+                raise ConfigError(f"--resume: run directory {str(run_dir)!r} does not exist")
+            if World.from_env("auto").is_zero:  # before any read: the checkpoint is not moving
+                held.callback(RunLock.acquire(run_dir).release)
+            cfg, ckpt = resume_config(run_dir, resume_overrides or {})
+            if ckpt["model_step"] >= cfg.train.max_steps:
+                raise ConfigError(
+                    f"train.max_steps: the run already has {ckpt['model_step']} steps; "
+                    "pass --set train.max_steps=N with a larger N to continue"
+                )
+        world = World.from_env(cfg.train.strategy)
+        fabric = make_fabric(
+            resolve_accelerator(cfg.train.accelerator), cfg.train.devices, cfg.train.precision, world
+        )
+        created = world.ddp and not dist.is_initialized()
+        if world.ddp:  # joins torchrun's process group (NCCL on CUDA, gloo on the CPU)
+            fabric.launch()
+        try:
+            resumed = Path(resume) if resume is not None else None
+            return _fit(cfg, ckpt, resumed, world, fabric, held, stop, on_start)
+        finally:
+            if created and dist.is_initialized():
+                dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (the loop stops after its step); a second one raises
+    KeyboardInterrupt at once. Nothing is installed outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop:
+            raise KeyboardInterrupt
+        stop.signal = signum
+
+    for sig in signals:
+        signal.signal(sig, handler)
     try:
-        return _fit(cfg, ckpt, Path(resume) if resume is not None else None, world, fabric)
+        yield
     finally:
-        if created and dist.is_initialized():
-            dist.destroy_process_group()
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def _fit(
-    cfg: Config, ckpt: dict[str, Any] | None, run_dir: Path | None, world: World, fabric: Any
+    cfg: Config,
+    ckpt: dict[str, Any] | None,
+    run_dir: Path | None,
+    world: World,
+    fabric: Any,
+    held: contextlib.ExitStack,
+    stop: StopRequest,
+    on_start: Callable[[Path], None] | None,
 ) -> tuple[Path, dict[str, Any]]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -117,13 +177,19 @@ def _fit(
     if world.rank:  # same initial weights (DDP broadcasts rank 0's), own posterior/prior noise
         seed_everything(world.rank_seed(cfg.train.seed), verbose=False)
     if ckpt is None:
-        # Rank 0 picks the directory (new_run_dir never reuses one); the others are told.
-        run_dir = Path(
-            world.broadcast(str(new_run_dir(cfg.train.run_dir)) if world.is_zero else "")
-        )
+        # Rank 0 claims and locks a directory no other run has (atomically); the others are told.
+        claimed = ""
+        if world.is_zero:
+            lock = claim_run_dir(cfg.train.run_dir)
+            held.callback(lock.release)
+            claimed = str(lock.run_dir)
+        run_dir = Path(world.broadcast(claimed))
         cfg.train.run_dir = str(run_dir)
     assert run_dir is not None
+    if world.is_zero and on_start is not None:
+        on_start(run_dir)
     loop = TwoPlayerLoop(cfg, model, data, run_dir, world, fabric)
+    loop.stop = stop
     if ckpt is not None:
         loop.load_resume_state(ckpt)
     if world.is_zero:

@@ -10,7 +10,12 @@ Host synchronisation: each update reads one small tensor back (its loss terms, t
 gradients and of the weights changed since the previous read), because the skip/stop guard must decide
 before the optimizer steps. That is one read per update (two per step with a critic) and nothing
 else in the inner loop; logging uses the values already read. Under DDP that tensor is all-reduced
-first (one small collective per update), so every rank reaches the same verdict.
+first (one small collective per update), so every rank reaches the same verdict; under DDP each step
+also all-reduces one number, whether any rank got SIGINT/SIGTERM, so that all stop after the same step.
+
+Interruption: :func:`~implicit_vae.training.fit.fit` turns SIGINT/SIGTERM into a :class:`StopRequest`;
+the loop finishes the step, writes ``last.ckpt`` at it and raises :class:`TrainingInterrupted`, so the
+resumed run logs no step twice and continues exactly.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning.fabric.utilities.seed import seed_everything
 
 from .. import __version__
@@ -46,6 +52,31 @@ from .runs import state_mismatch
 from .schedules import lr_factor
 
 log = logging.getLogger("implicit_vae.train")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT/SIGTERM after finishing a step; ``last.ckpt`` holds that step.
+
+    A :class:`KeyboardInterrupt`, so code that already catches Ctrl-C keeps working.
+    """
+
+    def __init__(self, step: int, run_dir: Path):
+        self.step, self.run_dir = step, run_dir
+        super().__init__(
+            f"interrupted at step {step}; resume with: implicit-vae train --resume {run_dir}"
+        )
+
+
+class StopRequest:
+    """Set by a signal handler (:func:`implicit_vae.training.fit.fit` installs one for SIGINT and
+    SIGTERM); the loop reads it after each step, finishes, saves and raises
+    :class:`TrainingInterrupted`."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
 
 
 class TwoPlayerLoop:
@@ -88,6 +119,7 @@ class TwoPlayerLoop:
         self._unchecked: dict[str, int] = {}  # player -> step of its update whose weights are unread
         self._on_device: dict[str, torch.Tensor] = {}
         self.logs: Any = None
+        self.stop = StopRequest()
         self.last_train_metrics: dict[str, float] = {}
         self.last_val_metrics: dict[str, float] = {}
         t = cfg.train
@@ -158,8 +190,30 @@ class TwoPlayerLoop:
             for k in range(self.model_step, t.max_steps):
                 self.training_step(stream[k])
                 self.on_step_end()
+                if self.model_step < t.max_steps and self._stop_agreed():
+                    self.save_interrupted()
+                    raise TrainingInterrupted(self.model_step, self.run_dir)
         finally:
             self._bar.close()
+
+    def _stop_agreed(self) -> bool:
+        """Whether any process was asked to stop (under DDP a one-number all-reduce per step, so
+        every rank stops after the same step and takes part in the same collectives)."""
+        if not self.world.ddp or self.world.world_size == 1:
+            return bool(self.stop)
+        flag = torch.tensor([1.0 if self.stop else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def save_interrupted(self) -> None:
+        """``last.ckpt`` at the current step (unless :meth:`on_step_end` has just written it)."""
+        t, step = self.cfg.train, self.model_step
+        if step % t.checkpoint_every == 0:
+            return
+        self.check_weights()
+        rng = self.world.gather_rng()  # a collective: every rank takes part
+        if self.world.is_zero:
+            atomic_save(self.checkpoint_state(rng), self.run_dir / "checkpoints" / "last.ckpt")
 
     def training_step(self, x: torch.Tensor) -> None:
         step = self.model_step + 1
@@ -414,6 +468,9 @@ class TwoPlayerLoop:
             "world_size": self.world.world_size,
             "device": self.device.type,
             "event_shape": list(self.model.posterior.event_shape),  # rebuilds the model without data
+            # train metrics of the steps since the last logged row: a run resumed between two log
+            # steps logs the same averages as an unbroken one
+            "log_window": {k: [float(v) for v in vs] for k, vs in self._window.items()},
         }
         if self._scaler is not None:
             state["scaler"] = self._scaler.state_dict()
@@ -435,6 +492,8 @@ class TwoPlayerLoop:
         states = ckpt.get("guards", {})
         self.skips.load(states)
         self.alarm.load(states)
+        window = ckpt.get("log_window") or {}
+        self._window = {str(k): [float(v) for v in vs] for k, vs in window.items()}
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         rank = self.world.rank
         rng = ckpt["rng"] if rank == 0 else (ranks[rank] if rank < len(ranks) else None)
