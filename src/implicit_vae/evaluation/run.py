@@ -23,8 +23,8 @@ from ..model import ImplicitVAE
 from ..posteriors import SemiImplicitPosterior
 from ._common import EvaluationError, device_of, seeded
 from .ais import ais_log_likelihood, ais_versus_steps
+from .ais_curve import plot_ais_versus_steps
 from .importance import importance_sampling_log_likelihood
-from .plots import plot_ais_versus_steps
 from .quadrature import quadrature_log_likelihood_2d
 from .semi_implicit import log_px_iw_semi_implicit
 
