@@ -19,15 +19,14 @@ import torch
 
 from implicit_vae import __version__
 from implicit_vae.config import Config
+from implicit_vae.rng import collect_rng_states, restore_rng_states
 from implicit_vae.training.checkpoint import (
     FORMAT_VERSION,
     REQUIRED_ENTRIES,
     CheckpointError,
     atomic_save,
-    collect_rng_states,
     load_checkpoint,
     remove_stale_temporaries,
-    restore_rng_states,
 )
 
 

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from implicit_vae import rng
 from implicit_vae.cli import main
 from implicit_vae.config import ConfigError, load_config
 from implicit_vae.config.factory import build_model
@@ -98,18 +99,18 @@ class _FakeCuda:
 
 def test_cuda_rng_states_are_checkpointed_and_restored_per_device(tmp_path, monkeypatch):
     fake = _FakeCuda(monkeypatch)
-    states = checkpoint.collect_rng_states()
+    states = rng.collect_rng_states()
     assert [torch.equal(s, t) for s, t in zip(states["cuda"], fake.states)] == [True, True]
     path = tmp_path / "rng.ckpt"
     checkpoint.atomic_save({"rng": states}, path)
     loaded = torch.load(path, weights_only=True)["rng"]
-    checkpoint._check_rng(loaded)  # the layout load_checkpoint accepts
+    rng.check_rng_states(loaded)  # the layout load_checkpoint accepts
     saved = [s.clone() for s in fake.states]
     fake.states = [torch.zeros(16, dtype=torch.uint8)] * 2  # the generators move on
-    checkpoint.restore_rng_states(loaded)
+    rng.restore_rng_states(loaded)
     assert fake.set_calls == [0, 1] and all(torch.equal(a, b) for a, b in zip(fake.states, saved))
     with pytest.raises(TypeError, match="cuda states are not uint8 tensors"):
-        checkpoint._check_rng({**loaded, "cuda": [torch.zeros(3)]})
+        rng.check_rng_states({**loaded, "cuda": [torch.zeros(3)]})
 
 
 def test_forked_rng_forks_every_cuda_device_in_use(monkeypatch):
@@ -125,7 +126,7 @@ def test_forked_rng_forks_every_cuda_device_in_use(monkeypatch):
     before = torch.get_rng_state()
     cpu_seed = torch.random.default_generator.manual_seed
     monkeypatch.setattr(torch, "manual_seed", cpu_seed)  # the fake CUDA cannot be seeded
-    with checkpoint.forked_rng(seed=5):
+    with rng.forked_rng(seed=5):
         torch.rand(3)
     assert seen == [[0, 1]] and torch.equal(torch.get_rng_state(), before)
 
@@ -133,7 +134,7 @@ def test_forked_rng_forks_every_cuda_device_in_use(monkeypatch):
 def test_no_cuda_state_is_read_before_cuda_is_used(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
-    assert checkpoint.cuda_devices_in_use() == [] and "cuda" not in checkpoint.collect_rng_states()
+    assert rng.cuda_devices_in_use() == [] and "cuda" not in rng.collect_rng_states()
 
 
 def test_batches_are_made_on_the_stream_device():

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..rng import forked_rng
+
 LogLikelihoodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``log_likelihood(x (B, D_x), z (n, B, D)) -> log p(x|z) (n, B)``."""
 
@@ -73,14 +75,13 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Run the block under ``torch.manual_seed(seed)`` and restore the global RNG state afterwards.
 
     Priors and posteriors draw from the global generators, so a private ``torch.Generator`` would not
-    reach them; forking them (the CPU's and every initialised CUDA device's, whatever ``device`` the
-    estimate runs on) keeps the caller's random streams untouched.
+    reach them; forking them (the CPU's and every CUDA device's in use, as
+    :func:`implicit_vae.rng.forked_rng` does; ``device`` is where the estimate runs, which is in use
+    by then) keeps the caller's random streams untouched.
     """
-    on_cuda = device is not None and torch.device(device).type == "cuda"
-    in_use = torch.cuda.is_available() and (on_cuda or torch.cuda.is_initialized())
-    devices = list(range(torch.cuda.device_count())) if in_use else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.init()  # so that its generators are forked even before the first CUDA tensor
+    with forked_rng(seed):
         yield
 
 

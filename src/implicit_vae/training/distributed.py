@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from ..config import ConfigError
-from .checkpoint import collect_rng_states
+from ..rng import collect_rng_states
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,12 @@ from .. import __version__
 from ..config import Config
 from ..data import Dataset
 from ..model import ImplicitVAE
+from ..rng import collect_rng_states, forked_rng, restore_rng_states
 from . import guards
 from .checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     atomic_save,
-    collect_rng_states,
-    forked_rng,
-    restore_rng_states,
 )
 from .distributed import World
 from .guards import CriticSaturationWarning, NonFiniteError, SaturationAlarm, SkipCounter

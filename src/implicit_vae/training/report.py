@@ -9,7 +9,7 @@ import torch
 from ..config import Config
 from ..data import Dataset
 from ..model import ImplicitVAE
-from .checkpoint import forked_rng
+from ..rng import forked_rng
 
 
 def _scatter_points(data: Dataset) -> tuple[torch.Tensor, list[str]]:
