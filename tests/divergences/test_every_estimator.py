@@ -27,8 +27,9 @@ SMALL_CRITIC = {"width": 32, "blocks": 1}  # 2-D problems need no more; keeps th
 N_PER_X = 6  # >= k + 1 for knn, >= 2 for kde, stein, mmd, energy
 NAMES = sorted(ESTIMATORS)
 # Estimators whose estimate_divergence cannot run on two samplers: closed form needs the types, and
-# sivi the semi-implicit posterior's mixing noise (tested against exact KLs in test_sivi.py).
-NEEDS_TYPES = {"analytic", "sivi"}
+# sivi and uivi the semi-implicit posterior's mixing noise (tested against exact KLs in
+# tests/semi_implicit/test_sivi.py and test_uivi.py).
+NEEDS_TYPES = {"analytic", "sivi", "uivi"}
 
 
 def _options(name: str) -> dict:

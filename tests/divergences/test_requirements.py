@@ -78,7 +78,7 @@ def test_kde_with_an_implicit_prior_fails_in_one_sentence_listing_what_works():
 def test_every_estimator_builds_exactly_where_its_requirements_hold(name):
     implicit = ImplicitPosterior(DATA_DIM, LATENT_DIM, noise_dim=2, hidden=(8,))
     gaussian = GaussianPosterior(DATA_DIM, LATENT_DIM, hidden=(8,))
-    if name == "sivi":  # it reads the mixing noise of a semi-implicit posterior
+    if name in ("sivi", "uivi"):  # they read the mixing noise of a semi-implicit posterior
         gaussian = SemiImplicitPosterior(DATA_DIM, LATENT_DIM, noise_dim=2, hidden=(8,))
     _model(name, gaussian, StandardNormal(LATENT_DIM))  # everything works with both densities
     cls = ESTIMATORS[name]

@@ -20,7 +20,7 @@ import yaml
 # checked without loading torch; tests/config/test_schema.py checks that these match the registries.
 ESTIMATOR_NAMES = (
     "analytic", "monte_carlo", "avb", "avb_ac", "aae", "kl_nwj", "kl_dv", "reverse_kl", "js",
-    "kde", "stein", "knn", "mmd", "energy", "sivi",
+    "kde", "stein", "knn", "mmd", "energy", "sivi", "uivi",
 )  # fmt: skip
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
 ACTIVATION_NAMES = ("elu", "relu", "leaky_relu", "tanh", "softplus")
@@ -123,7 +123,8 @@ class DivergenceConfig:
     )  # avb_ac: contrast N(μ, s²Σ); s > 1 lets the critic see, and charge, q's heavy tails
     mixing_samples: int = field(
         default=100, metadata=_at_least(1)
-    )  # sivi: K fresh mixing draws beside the generating one in log q̂ (SIVI's code: 1, then 50)
+    )  # sivi: K fresh mixing draws beside the generating one in log q̂ (SIVI's code: 1, then 50);
+    # uivi: the same K, for its reported value only
     options: dict = field(
         default_factory=dict
     )  # further keyword arguments of the estimator class (e.g. k for knn, bandwidth for kde)

@@ -15,6 +15,7 @@ from .knn import KNearestNeighbourKL
 from .measure import estimate_divergence
 from .mmd import EnergyDistance, MaximumMeanDiscrepancy
 from .semi_implicit import SIVI
+from .uivi import UIVI
 
 ESTIMATORS: dict[str, type[DivergenceEstimator]] = {
     "analytic": AnalyticKL,
@@ -32,6 +33,7 @@ ESTIMATORS: dict[str, type[DivergenceEstimator]] = {
     "mmd": MaximumMeanDiscrepancy,
     "energy": EnergyDistance,
     "sivi": SIVI,
+    "uivi": UIVI,
 }
 
 __all__ = [
@@ -53,5 +55,6 @@ __all__ = [
     "ReverseKL",
     "SIVI",
     "SteinEntropyKL",
+    "UIVI",
     "estimate_divergence",
 ]

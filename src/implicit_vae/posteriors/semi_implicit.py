@@ -28,6 +28,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 Components = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 """``k -> (loc, scale)``, each (k, B, D): k fresh mixing components for the batch a sample is of."""
+Conditional = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``eps (m, B, E) -> (loc, scale)``, each (m, B, D): the conditional N(z; μ(x, ε), σ²) at given ε."""
 
 
 @dataclass
@@ -40,17 +42,22 @@ class SemiImplicitSample(PosteriorSample):
             shape (n, B, D); differentiable like ``z``.
         components: ``k -> (loc, scale)`` (k, B, D) of k fresh, independent mixing draws for the
             same x (differentiable); what a mixture estimate of log q(z|x) needs.
+        conditional: ``eps (m, B, E) -> (loc, scale)`` (m, B, D), μ(x, ε) and σ at given mixing
+            noise for the same x (differentiable); what sampling the reverse conditional
+            q(ε|z, x) needs (the ``uivi`` estimator).
     """
 
     eps: torch.Tensor | None = None
     loc: torch.Tensor | None = None
     scale: torch.Tensor | None = None
     components: Components | None = None
+    conditional: Conditional | None = None
 
     def detach(self) -> SemiImplicitSample:
         tensors = [None if t is None else t.detach() for t in self._fields()]
         base, extra = tensors[:6], tensors[6:]
-        return SemiImplicitSample(*base, self.moment_draws, *extra, components=self.components)
+        return SemiImplicitSample(*base, self.moment_draws, *extra, components=self.components,
+                                  conditional=self.conditional)  # fmt: skip
 
     def _fields(self) -> tuple:
         return (*super()._fields(), self.eps, self.loc, self.scale)
@@ -267,7 +274,8 @@ class SemiImplicitPosterior(Posterior):
         eps, loc, scale = self._mix(x, n)
         z = loc + scale * torch.randn_like(loc)
         return SemiImplicitSample(
-            z=z, eps=eps, loc=loc, scale=scale, components=lambda k: self._mix(x, k)[1:]
+            z=z, eps=eps, loc=loc, scale=scale, components=lambda k: self._mix(x, k)[1:],
+            conditional=lambda e: self._conditional(x, e),
         )
 
     def _sample(self, x: torch.Tensor, n: int) -> SemiImplicitSample:
