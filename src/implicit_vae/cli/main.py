@@ -1,4 +1,4 @@
-"""Command-line interface: ``implicit-vae train | describe | evaluate | compare | benchmark``.
+"""Command-line interface: ``implicit-vae train | describe | evaluate | compare | audit | benchmark``.
 
 One module per command, each with ``add_parser(subparsers)`` and ``run(args)``. Every user error
 (bad config, data, checkpoint or argument) prints one line and exits with code 2.
@@ -12,10 +12,16 @@ import sys
 
 from ..config import ConfigError
 from ..training.checkpoint import CheckpointError
-from . import compare, describe, evaluate, train
+from . import audit, compare, describe, evaluate, train
 from .common import EXIT_NONFINITE, EXIT_USAGE, OneLineArgumentParser
 
-COMMANDS = {"train": train, "describe": describe, "evaluate": evaluate, "compare": compare}
+COMMANDS = {
+    "train": train,
+    "describe": describe,
+    "evaluate": evaluate,
+    "compare": compare,
+    "audit": audit,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_parser(sub)
     compare.add_parser(sub)
+    audit.add_parser(sub)
     return parser
 
 
