@@ -71,7 +71,7 @@ def job_overrides(job: str, mnist: Path, tiny: bool) -> list[str]:
 
 def train(job: str, overrides: list[str], run: Path, steps: int, **train) -> dict:
     config = "mnist_avb_ac" if job == "mnist_avb_ac" else "default"
-    from implicit_vae.cli.main import resolve_config
+    from implicit_vae.cli import resolve_config
 
     sets = [*overrides, f"train.max_steps={steps}", f"train.run_dir={run}",
             f"train.checkpoint_every={max(1, steps // 2)}"]

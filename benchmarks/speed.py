@@ -45,6 +45,7 @@ from implicit_vae.config.factory import build_model
 from implicit_vae.data import load_dataset
 from implicit_vae.data.stream import BatchStream
 from implicit_vae.evaluation import ais_log_likelihood
+from implicit_vae.evaluation.ais import default_pilot_steps, pilot_transitions
 from implicit_vae.evaluation.run import ais_initial
 from implicit_vae.training.runs import write_json
 
@@ -238,10 +239,13 @@ def run_ais(model, x, initial, steps: int, log_likelihood=None, batch_size=AIS_B
 
 
 def decoder_passes(examples: int, steps: int) -> list[int]:
-    """Batch sizes of the decoder forward+backward passes AIS makes: per batch, one at the start and
-    ``leapfrog`` per transition (``steps − 1`` transitions; the last β needs none)."""
+    """Batch sizes of the decoder forward+backward passes AIS makes: per batch and per pass (the
+    step-size pilot, then the reported chains), one at the start and ``leapfrog`` per transition
+    (``steps − 1`` transitions for the reported chains; the last β needs none)."""
     sizes = [min(AIS_BATCH, examples - s) for s in range(0, examples, AIS_BATCH)]
-    return [b for b in sizes for _ in range(1 + (steps - 1) * LEAPFROG)]
+    pilot = 1 + pilot_transitions(default_pilot_steps(steps)) * LEAPFROG
+    per_batch = pilot + 1 + (steps - 1) * LEAPFROG
+    return [b for b in sizes for _ in range(per_batch)]
 
 
 class WithFloor:

@@ -81,7 +81,8 @@ def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
             _check_figure(figure, 1, scored=True)
     _check_figure(figures["train_step"]["whole_fit"], 1, scored=False)
     _check_figure(figures["ais_floor"]["per_example_loop"], 1, scored=False)
-    assert figures["ais_floor"]["decoder_passes"] == 1 + (2 - 1) * speed.LEAPFROG
+    # 2 annealing steps: the pilot (2 steps, 20 warm-up transitions + 1) and the reported chains (1)
+    assert figures["ais_floor"]["decoder_passes"] == (1 + 21 * speed.LEAPFROG) + (1 + 1 * speed.LEAPFROG)
     memory = figures["ais_memory"]
     assert set(memory["peak_mib"]) == set(memory["growth_mib"]) == {"4", "8"}
     assert all(memory["growth_mib"][n] >= 0 for n in ("4", "8"))
@@ -93,8 +94,9 @@ def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
 
 def test_decoder_passes_count_every_batch():
     module = load_benchmark_script("speed.py", "speed_passes")
-    passes = module.decoder_passes(300, 3)  # batches of 128, 128, 44; 1 + 2 * 10 passes each
-    assert len(passes) == 3 * 21 and set(passes) == {128, 44}
+    # batches of 128, 128, 44; each: the pilot's 1 + (2 + 20 warm-up) * 10 passes, then 1 + 2 * 10
+    passes = module.decoder_passes(300, 3)
+    assert len(passes) == 3 * (221 + 21) and set(passes) == {128, 44}
 
 
 def test_the_fused_guard_check_is_exact():

@@ -52,6 +52,16 @@ def beta_schedule(steps: int, schedule: str = "sigmoid", delta: float = 4.0) -> 
     return ((s - s[0]) / (s[-1] - s[0])).tolist()
 
 
+def default_pilot_steps(steps: int) -> int:
+    """Annealing steps of the step-size pilot for a run of ``steps``: 10 %, at least 20, at most all."""
+    return min(steps, max(20, math.ceil(steps / 10)))
+
+
+def pilot_transitions(pilot_steps: int) -> int:
+    """HMC transitions the pilot makes: a warm-up at its first temperature, then one per step."""
+    return pilot_steps - 1 + (_WARMUP if pilot_steps > 1 else 0)
+
+
 def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, *, chains: int = 8,
                        steps: int = 1000, leapfrog_steps: int = 10, step_size: float = 1e-2,
                        target_accept: float = 0.65,
@@ -126,7 +136,7 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
     if pilot_steps is None:
-        pilot_steps = min(steps, max(20, math.ceil(steps / 10)))
+        pilot_steps = default_pilot_steps(steps)
     check_positive_int(pilot_steps=pilot_steps)
     betas = beta_schedule(steps, schedule)
     pilot_betas = beta_schedule(pilot_steps, schedule)
@@ -144,7 +154,7 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
             raise ValueError("initial std must be positive")
     log_w = []
     n_batches = math.ceil(x.shape[0] / batch_size)
-    pilot_cost = pilot_steps + (_WARMUP if pilot_steps > 1 else 0)
+    pilot_cost = pilot_transitions(pilot_steps) + 1
     with seeded(seed, x.device), tqdm(total=n_batches * (pilot_cost + steps),
                                       disable=not progress, desc="AIS") as bar:
         for start in range(0, x.shape[0], batch_size):
