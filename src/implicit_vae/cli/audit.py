@@ -34,12 +34,12 @@ def add_parser(sub) -> None:
     p.add_argument("--estimators", metavar="NAMES", default=None,
                    help="comma-separated estimators (default: all; avb_ac runs each contrast, "
                         "avb_ac[full] one)")
-    p.add_argument("--steps", type=_non_negative, default=300, metavar="N",
-                   help="critic updates per input (default 300)")
-    p.add_argument("--batch-size", type=_at_least_2, default=256, metavar="N",
-                   help="samples of q and p per critic update (default 256)")
-    p.add_argument("--samples", type=_at_least_2, default=2000, metavar="N",
-                   help="samples of q (and p) per input for each estimate (default 2000)")
+    p.add_argument("--steps", type=_non_negative, default=200, metavar="N",
+                   help="critic updates per input (default 200)")
+    p.add_argument("--batch-size", type=_at_least_2, default=128, metavar="N",
+                   help="samples of q and p per critic update (default 128)")
+    p.add_argument("--samples", type=_at_least_2, default=1000, metavar="N",
+                   help="samples of q (and p) per input for each estimate (default 1000)")
     p.add_argument("--critic-width", type=positive, default=128, metavar="W")
     p.add_argument("--critic-blocks", type=_non_negative, default=2, metavar="B")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
