@@ -26,7 +26,24 @@ from .base import DivergenceEstimator
 DEFAULT_MIXING_SAMPLES = 100
 
 
-class SIVI(DivergenceEstimator):
+class SemiImplicitEstimator(DivergenceEstimator):
+    """Base of the estimators that read a semi-implicit posterior's mixing noise and conditional
+    density (SIVI, UIVI). Subclasses guarantee what :class:`DivergenceEstimator` does, and need a
+    :class:`SemiImplicitPosterior` and a prior with a density (checked when the model is built)."""
+
+    needs_prior_density = True
+
+    @classmethod
+    def requirements_error(cls, posterior, prior):
+        if not isinstance(posterior, SemiImplicitPosterior):
+            return (
+                f"{cls.__name__} needs the mixing noise and conditional density of a "
+                f"SemiImplicitPosterior, which {type(posterior).__name__} is not"
+            )
+        return super().requirements_error(posterior, prior)
+
+
+class SIVI(SemiImplicitEstimator):
     """KL(q(z|x) ‖ p(z)) ≈ mean over the n samples of log q̂_K(z|x) − log p(z), where
     q̂_K(z|x) = (1/(K+1)) Σ_{k=0..K} N(z; μ(x, ε_k), σ_k²), ε_0 the noise that generated z and
     ε_1..K fresh draws for the same x (computed with logsumexp).
@@ -48,8 +65,6 @@ class SIVI(DivergenceEstimator):
         > M. Yin, M. Zhou. Semi-Implicit Variational Inference, ICML 2018, Theorem 1.
     """
 
-    needs_prior_density = True
-
     def __init__(
         self,
         event_shape: int | Sequence[int],
@@ -62,15 +77,6 @@ class SIVI(DivergenceEstimator):
         ):
             raise ValueError(f"mixing_samples must be an integer >= 1, got {mixing_samples!r}")
         self.mixing_samples = mixing_samples
-
-    @classmethod
-    def requirements_error(cls, posterior, prior):
-        if not isinstance(posterior, SemiImplicitPosterior):
-            return (
-                f"{cls.__name__} needs the mixing noise and conditional density of a "
-                f"SemiImplicitPosterior, which {type(posterior).__name__} is not"
-            )
-        return super().requirements_error(posterior, prior)
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         if not isinstance(q, SemiImplicitSample) or q.components is None or q.loc is None:

@@ -15,14 +15,12 @@ import torch
 
 from ..posteriors import PosteriorSample
 from ..posteriors.semi_implicit import (
-    SemiImplicitPosterior,
     SemiImplicitSample,
     gaussian_log_prob,
     log_mixture_density,
 )
 from ..priors import Prior
-from .base import DivergenceEstimator
-from .semi_implicit import DEFAULT_MIXING_SAMPLES
+from .semi_implicit import DEFAULT_MIXING_SAMPLES, SemiImplicitEstimator
 
 # franrruiz/uivi (VAE setting): 5 burn-in + 5 kept HMC iterations of 5 leapfrog steps, initial step
 # 0.5/dim_z, adapted during burn-in towards 90 % acceptance at rate 0.01 and carried across steps.
@@ -35,7 +33,7 @@ def _positive_int(name: str, value, least: int) -> None:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
-class UIVI(DivergenceEstimator):
+class UIVI(SemiImplicitEstimator):
     """KL(q(z|x) ‖ p(z)) for a semi-implicit q whose *gradient* is UIVI's unbiased one and whose
     *value* is SIVI's mixture estimate (UIVI itself has no estimate of log q).
 
@@ -79,7 +77,6 @@ class UIVI(DivergenceEstimator):
         > M. K. Titsias, F. J. R. Ruiz. Unbiased Implicit Variational Inference, AISTATS 2019.
     """
 
-    needs_prior_density = True
 
     def __init__(
         self,
@@ -116,15 +113,6 @@ class UIVI(DivergenceEstimator):
             f"sivi mixture, K={mixing_samples} fresh mixing draws + the generating one (biased "
             "high); gradient: uivi HMC score"
         )
-
-    @classmethod
-    def requirements_error(cls, posterior, prior):
-        if not isinstance(posterior, SemiImplicitPosterior):
-            return (
-                f"{cls.__name__} needs the mixing noise and conditional density of a "
-                f"SemiImplicitPosterior, which {type(posterior).__name__} is not"
-            )
-        return super().requirements_error(posterior, prior)
 
     # -- public -------------------------------------------------------------------------------
 
