@@ -347,6 +347,9 @@ def ais_memory_figure(sizes: list[int], steps: int, pairs: int, threads: int) ->
 def table(figures: dict[str, dict]) -> str:
     rows = [f"{'figure':28s} {'median':>7s}  goal  pass   ratios of the pairs"]
     for name, f in figures.items():
+        if "skipped" in f:  # the whole figure, e.g. the peers without pythae
+            rows.append(f"{name:28s} skipped: {f['skipped']}")
+            continue
         subs = [(f"{name}.{k}", v) for k, v in f.items() if isinstance(v, dict) and "ratios" in v]
         skipped = [(f"{name}.{k}", v) for k, v in f.items() if isinstance(v, dict) and "skipped" in v]
         rows += [f"{label:28s} skipped: {g['skipped']}" for label, g in skipped]

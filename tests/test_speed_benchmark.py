@@ -120,3 +120,12 @@ def test_the_fused_guard_check_is_exact():
     with torch.no_grad():
         layer.weight[0, 0] = -math.inf
     assert not player.weights_finite()
+
+
+def test_peer_figure_without_pythae_is_skipped_with_the_reason(speed, monkeypatch):
+    """Without pythae (a user's fresh install) the peers figure is skipped, named in the table."""
+    monkeypatch.setitem(sys.modules, "pythae", None)  # import pythae now raises ImportError
+    peers = speed.peer_figures(100, 1, 1, speed.GOALS["peer_epoch"], speed.figure)
+    assert peers == {"skipped": "pythae is not installed (pip install -e '.[peers]')"}
+    table = speed.table({"peer_epoch": peers})
+    assert "peer_epoch" in table and "pythae is not installed" in table
