@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from ..config import ConfigError
 from ..training.checkpoint import CheckpointError
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line are one line each, like its errors (no source line)."""
+    return f"implicit-vae: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``implicit-vae`` console script; returns the exit code."""
     from ..data import DataError
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..model import IncompatibleComponentsError
     from ..training.guards import NonFiniteError
 
+    warnings.formatwarning = _one_line_warning
     try:
         args = _parser().parse_args(argv)
     except SystemExit as done:  # argparse has printed its one line (or --help); return, not exit

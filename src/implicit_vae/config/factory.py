@@ -87,13 +87,17 @@ def _typed_options(
         if argument in accepted:
             out[argument] = tuple(value) if isinstance(value, list) else value
         elif value != defaults[key]:
-            message = (
-                f"{section_name}.{key}: {value!r} does not apply to {label}, whose "
-                f"{cls.__name__} takes no {argument!r}; leave it at {defaults[key]!r}"
-            )
             if key in _SPECIFIC:
-                raise ConfigError(message)
-            warnings.warn(message, UnusedOptionWarning, stacklevel=3)
+                raise ConfigError(
+                    f"{section_name}.{key}: {value!r} does not apply to {label}, whose "
+                    f"{cls.__name__} takes no {argument!r}; leave it at {defaults[key]!r}"
+                )
+            warnings.warn(
+                f"{section_name}.{key}: {value!r} has no effect with {label} ({cls.__name__} "
+                f"takes no {argument!r})",
+                UnusedOptionWarning,
+                stacklevel=3,
+            )
     return out
 
 
