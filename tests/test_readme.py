@@ -31,12 +31,16 @@ def test_ci_runs_the_readme_test_command():
 
 def test_library_example_runs(tmp_path):
     example = next(b for b in _blocks("python") if "critic_opt" in b)
+    # The README's next block evaluates that model with AIS: run it too, on fewer steps.
+    honest = next(b for b in _blocks("python") if "ais_log_likelihood" in b)
     script = tmp_path / "example.py"
-    script.write_text("import torch\ntorch.set_num_threads(1)\n" + example.replace("range(200)", "range(20)"))
+    script.write_text("import torch\ntorch.set_num_threads(1)\n" + example.replace("range(200)", "range(20)")
+                      + honest.replace("steps=1000", "steps=5"))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    rec, kl = map(float, re.findall(r"-?\d+\.\d+", proc.stdout))
+    rec, kl, log_px, stderr = map(float, re.findall(r"-?\d+\.\d+", proc.stdout))
     assert rec < 0 and math.isfinite(kl)  # a log-likelihood and a finite KL estimate
+    assert log_px < 0 and stderr >= 0  # AIS: a log-probability of binary data, and its s.e.
 
 
 def test_own_networks_example_runs(tmp_path):
