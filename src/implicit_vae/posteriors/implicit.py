@@ -33,7 +33,7 @@ class ImplicitPosterior(Posterior):
         noise_dim: dimension of ε.
         hidden, act, inject_hidden: the default sampler network (:class:`NoiseInjectedMLP`).
         moment_samples: m, extra draws per x for the moments adaptive contrast reads (>= 2);
-            None: :func:`default_moment_samples` (10·D).
+            None: 10·D (see :func:`moment_draws`).
         net: the sampler instead of the default, any module ``net(x, eps)`` with x
             (N, *event_shape) and eps (N, noise_dim) -> z (N, D), e.g. AVB's convolutional
             :class:`~implicit_vae.networks.ConvNoiseEncoder`.
@@ -60,13 +60,7 @@ class ImplicitPosterior(Posterior):
         if noise_dim < 1:
             raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
         self.noise_dim = noise_dim
-        if moment_samples is None:
-            moment_samples = default_moment_samples(latent_dim)
-        if isinstance(moment_samples, bool) or not isinstance(moment_samples, int) or moment_samples < 2:
-            raise ValueError(
-                f"moment_samples must be an integer >= 2 (or None: 10·D), got {moment_samples!r}"
-            )
-        self.moment_samples = moment_samples
+        self.moment_samples = moment_draws(moment_samples, latent_dim)
         self.net = (
             net
             if net is not None
@@ -109,7 +103,14 @@ class ImplicitPosterior(Posterior):
         )
 
 
-def default_moment_samples(latent_dim: int) -> int:
-    """The default number of moment draws per x, 10·D: the least the full contrast accepts, and a
-    shortfall of about 0.1 nat for the diagonal one (see :class:`ImplicitPosterior`)."""
-    return 10 * latent_dim
+def moment_draws(moment_samples: int | None, latent_dim: int) -> int:
+    """The number of moment draws per x: ``moment_samples``, or by default (None) 10·D, the least
+    the full contrast accepts and a shortfall of about 0.1 nat for the diagonal one (see
+    :class:`ImplicitPosterior`). Raises ValueError for anything but an integer >= 2."""
+    if moment_samples is None:
+        return 10 * latent_dim
+    if isinstance(moment_samples, bool) or not isinstance(moment_samples, int) or moment_samples < 2:
+        raise ValueError(
+            f"moment_samples must be an integer >= 2 (or None: 10·D), got {moment_samples!r}"
+        )
+    return moment_samples

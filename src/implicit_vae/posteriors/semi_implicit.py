@@ -21,7 +21,7 @@ from torch import nn
 
 from ..networks import MLP, NoiseInjectedMLP
 from .base import Posterior, PosteriorSample
-from .implicit import default_moment_samples
+from .implicit import moment_draws
 
 SIGMA_KINDS = ("global", "x", "x_eps")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -151,16 +151,7 @@ class SemiImplicitPosterior(Posterior):
             raise ValueError(f"sigma must be one of {', '.join(SIGMA_KINDS)}, got {sigma!r}")
         if not (isinstance(sigma_init, (int, float)) and sigma_init > 0):
             raise ValueError(f"sigma_init must be a number > 0, got {sigma_init!r}")
-        if moment_samples is None:
-            moment_samples = default_moment_samples(latent_dim)
-        if (
-            isinstance(moment_samples, bool)
-            or not isinstance(moment_samples, int)
-            or moment_samples < 2
-        ):
-            raise ValueError(
-                f"moment_samples must be an integer >= 2 (or None: 10·D), got {moment_samples!r}"
-            )
+        moment_samples = moment_draws(moment_samples, latent_dim)
         if sigma_net is not None and sigma != "x":
             raise ValueError(f"sigma_net is read only with sigma='x', not sigma={sigma!r}")
         self.noise_dim, self.moment_samples, self.sigma = noise_dim, moment_samples, sigma
