@@ -26,6 +26,12 @@ from .base import DivergenceEstimator
 DEFAULT_MIXING_SAMPLES = 100
 
 
+def check_int(name: str, value, least: int) -> None:
+    """Raise ValueError unless ``value`` is an integer >= ``least`` (bools are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
 class SemiImplicitEstimator(DivergenceEstimator):
     """Base of the estimators that read a semi-implicit posterior's mixing noise and conditional
     density (SIVI, UIVI). Subclasses guarantee what :class:`DivergenceEstimator` does, and need a
@@ -72,10 +78,7 @@ class SIVI(SemiImplicitEstimator):
         mixing_samples: int = DEFAULT_MIXING_SAMPLES,
     ):
         super().__init__(event_shape, latent_dim)
-        if isinstance(mixing_samples, bool) or not isinstance(mixing_samples, int) or (
-            mixing_samples < 1
-        ):
-            raise ValueError(f"mixing_samples must be an integer >= 1, got {mixing_samples!r}")
+        check_int("mixing_samples", mixing_samples, 1)
         self.mixing_samples = mixing_samples
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:

@@ -20,17 +20,12 @@ from ..posteriors.semi_implicit import (
     log_mixture_density,
 )
 from ..priors import Prior
-from .semi_implicit import DEFAULT_MIXING_SAMPLES, SemiImplicitEstimator
+from .semi_implicit import DEFAULT_MIXING_SAMPLES, SemiImplicitEstimator, check_int
 
 # franrruiz/uivi (VAE setting): 5 burn-in + 5 kept HMC iterations of 5 leapfrog steps, initial step
 # 0.5/dim_z, adapted during burn-in towards 90 % acceptance at rate 0.01 and carried across steps.
 DEFAULT_BURN_IN, DEFAULT_SAMPLES, DEFAULT_LEAPFROG = 5, 5, 5
 DEFAULT_TARGET_ACCEPTANCE, DEFAULT_ADAPT_RATE = 0.9, 0.01
-
-
-def _positive_int(name: str, value, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 class UIVI(SemiImplicitEstimator):
@@ -91,10 +86,10 @@ class UIVI(SemiImplicitEstimator):
         adapt_rate: float = DEFAULT_ADAPT_RATE,
     ):
         super().__init__(event_shape, latent_dim)
-        _positive_int("mixing_samples", mixing_samples, 1)
-        _positive_int("burn_in", burn_in, 0)
-        _positive_int("samples", samples, 1)
-        _positive_int("leapfrog", leapfrog, 1)
+        check_int("mixing_samples", mixing_samples, 1)
+        check_int("burn_in", burn_in, 0)
+        check_int("samples", samples, 1)
+        check_int("leapfrog", leapfrog, 1)
         if step_size is None:
             step_size = 0.5 / latent_dim
         if not (isinstance(step_size, (int, float)) and not isinstance(step_size, bool)
