@@ -117,17 +117,19 @@ class FloorLoop:
 
 
 def time_fit(
-    steps: int, threads: int, run_dir: Path, reference=None, config=None, overrides=()
+    steps: int, threads: int, run_dir: Path, reference="bare", config=None, overrides=()
 ) -> dict[str, float]:
     """Seconds of fit's steps 1…N−1 and of the ``reference`` steps run between them (see the
-    module's docstring; default :class:`BareLoop`), and of the whole ``fit`` (reference steps left
-    out), its start-up and its tail. ``config`` and ``overrides`` choose the run (default config)."""
+    module's docstring; ``"bare"``: :class:`BareLoop`, None: no reference, or a class taking the
+    config), and of the whole ``fit`` (reference steps left out), its start-up and its tail.
+    ``config`` and ``overrides`` choose the run (default config)."""
     from implicit_vae.training import fit as train_module
     from implicit_vae.training.module import TwoPlayerLoop
 
     sets = f"max_steps={steps} threads={threads} progress_bar=false run_dir={run_dir}"
     cfg = load_config(config, [*overrides, *(f"train.{s}" for s in sets.split())])
-    bare, t = (reference or BareLoop)(cfg), {"fit": 0.0, "bare": 0.0}
+    make = BareLoop if reference == "bare" else reference
+    bare, t = (make(cfg) if make is not None else None), {"fit": 0.0, "bare": 0.0}
     calls = [0]
     own_step = TwoPlayerLoop.training_step
 
@@ -205,8 +207,7 @@ def vae_step_figure(steps: int, pairs: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="speed_") as tmp:
         for i in range(pairs):
             for runs, overrides in ((a, ()), (b, vae)):
-                run = time_fit(steps, threads, Path(tmp) / f"{len(runs)}{i}", _NoReference,
-                               None, overrides)  # fmt: skip
+                run = time_fit(steps, threads, Path(tmp) / f"{len(runs)}{i}", None, None, overrides)
                 runs.append(run["steps"] / (steps - 1))
     what = (
         f"seconds per step in fit: AVB-AC (a) vs a Gaussian VAE with the same trunk and decoder "
@@ -214,9 +215,6 @@ def vae_step_figure(steps: int, pairs: int, threads: int) -> dict:
     )
     return figure(a, b, None, what, steps=steps)
 
-
-def _NoReference(cfg):  # noqa: N802 — stands where a reference loop's class would
-    return None
 
 
 # --- (b) AIS against its floor ------------------------------------------------------------------
