@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..networks import NoiseInjectedMLP
+from ..networks.noise import noise_net_draws
 from .base import Posterior, PosteriorSample
 
 
@@ -71,15 +72,8 @@ class ImplicitPosterior(Posterior):
 
     def _draw(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b = x.shape[0]
-        eps = torch.randn(n * b, self.noise_dim, device=x.device, dtype=x.dtype)
-        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * b, *x.shape[1:])
-        z = self.net(x_rep, eps)
-        if z.shape != (n * b, self.latent_dim):
-            raise ValueError(
-                f"{type(self.net).__name__} returned shape {tuple(z.shape)}; expected "
-                f"({n * b}, {self.latent_dim})"
-            )
-        return z.view(n, b, -1)
+        eps = torch.randn(n, b, self.noise_dim, device=x.device, dtype=x.dtype)
+        return noise_net_draws(self.net, x, eps, self.latent_dim)
 
     def _sample_without_moments(self, x: torch.Tensor, n: int) -> PosteriorSample:
         # The moment draws cost more than the sample itself; plain AVB never reads them.

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..networks import MLP, NoiseInjectedMLP
+from ..networks.noise import noise_net_draws
 from .base import Posterior, PosteriorSample
 from .implicit import moment_draws
 
@@ -228,16 +229,8 @@ class SemiImplicitPosterior(Posterior):
 
     def _conditional(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """loc, scale (n, B, D) of N(z | x, ε) for x (B, *event_shape) and eps (n, B, E)."""
-        n, b = eps.shape[:2]
-        x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * b, *x.shape[1:])
-        out = self.net(x_rep, eps.reshape(n * b, -1))
         width = 2 * self.latent_dim if self.sigma == "x_eps" else self.latent_dim
-        if out.shape != (n * b, width):
-            raise ValueError(
-                f"{type(self.net).__name__} returned shape {tuple(out.shape)}; expected "
-                f"({n * b}, {width})"
-            )
-        out = out.view(n, b, width)
+        out = noise_net_draws(self.net, x, eps, width)
         if self.sigma == "x_eps":
             loc, log_scale = out.chunk(2, dim=-1)
         else:
