@@ -48,7 +48,15 @@ class NoiseInjectedMLP(nn.Module):
         h = torch.cat([flatten_event(x, self.in_shape), eps], dim=-1)
         return self._rest(self._first(h), eps)
 
-    def many(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def x_part(self, x: torch.Tensor) -> torch.Tensor:
+        """The first layer's x-part W_x x + b, shape (N, width), to pass to :meth:`many` when the
+        same x meets several batches of draws (UIVI's HMC calls the network 50 times per step)."""
+        first = self._first
+        d_x = first.in_features - self.noise_dim
+        return nn.functional.linear(flatten_event(x, self.in_shape), first.weight[:, :d_x], first.bias)
+
+    def many(self, x: torch.Tensor, eps: torch.Tensor, x_part: torch.Tensor | None = None
+             ) -> torch.Tensor:
         """g(x, ε_k) for n draws per x: x (N, *in_shape), eps (n, N, noise_dim) -> (n, N, out_dim).
 
         The first layer's x-part W_x x is computed once per x, not once per draw: with 784 pixels
@@ -56,9 +64,8 @@ class NoiseInjectedMLP(nn.Module):
         the contrast's moment draws all evaluate many ε for the same x.
         """
         first = self._first
-        d_x = first.in_features - self.noise_dim
-        h_x = nn.functional.linear(flatten_event(x, self.in_shape), first.weight[:, :d_x], first.bias)
-        h = h_x + nn.functional.linear(eps, first.weight[:, d_x:])  # (n, N, h)
+        h_x = self.x_part(x) if x_part is None else x_part
+        h = h_x + nn.functional.linear(eps, first.weight[:, first.in_features - self.noise_dim:])
         n, b = eps.shape[:2]
         out = self._rest(h.reshape(n * b, -1), eps.reshape(n * b, -1))
         return out.view(n, b, -1)
@@ -80,17 +87,17 @@ class NoiseInjectedMLP(nn.Module):
         return self.out(h)
 
 
-def noise_net_draws(net: nn.Module, x: torch.Tensor, eps: torch.Tensor, out_dim: int
-                    ) -> torch.Tensor:
+def noise_net_draws(net: nn.Module, x: torch.Tensor, eps: torch.Tensor, out_dim: int,
+                    x_part: torch.Tensor | None = None) -> torch.Tensor:
     """``net(x, ε_k)`` for n draws per x: x (N, *event_shape), eps (n, N, E) -> (n, N, out_dim).
 
     A :class:`NoiseInjectedMLP` shares the x-part of its first layer across the draws; any other
     module ``net(x, eps)`` is called once on x repeated n times. Raises ValueError naming the
-    module when its output is not (n·N, out_dim).
+    module when its output is not (n·N, out_dim). ``x_part``: ``net.x_part(x)``, computed before.
     """
     n, b = eps.shape[:2]
     if isinstance(net, NoiseInjectedMLP):
-        out = net.many(x, eps).reshape(n * b, -1)
+        out = net.many(x, eps, x_part).reshape(n * b, -1)
     else:
         x_rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * b, *x.shape[1:])
         out = net(x_rep, eps.reshape(n * b, -1))

@@ -227,10 +227,12 @@ class SemiImplicitPosterior(Posterior):
 
     # -- private ----------------------------------------------------------------------------
 
-    def _conditional(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """loc, scale (n, B, D) of N(z | x, ε) for x (B, *event_shape) and eps (n, B, E)."""
+    def _conditional(self, x: torch.Tensor, eps: torch.Tensor, x_part: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """loc, scale (n, B, D) of N(z | x, ε) for x (B, *event_shape) and eps (n, B, E);
+        ``x_part`` is the default network's first-layer x-part, if computed before."""
         width = 2 * self.latent_dim if self.sigma == "x_eps" else self.latent_dim
-        out = noise_net_draws(self.net, x, eps, width)
+        out = noise_net_draws(self.net, x, eps, width, x_part)
         if self.sigma == "x_eps":
             loc, log_scale = out.chunk(2, dim=-1)
         else:
@@ -250,16 +252,19 @@ class SemiImplicitPosterior(Posterior):
             )
         return out
 
-    def _mix(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _mix(self, x: torch.Tensor, k: int, x_part: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         eps = torch.randn(k, x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
-        return (eps, *self._conditional(x, eps))
+        return (eps, *self._conditional(x, eps, x_part))
 
     def _sample_without_moments(self, x: torch.Tensor, n: int) -> SemiImplicitSample:
-        eps, loc, scale = self._mix(x, n)
+        # The sample, its fresh components and UIVI's 50 HMC evaluations all share one x-part.
+        x_part = self.net.x_part(x) if isinstance(self.net, NoiseInjectedMLP) else None
+        eps, loc, scale = self._mix(x, n, x_part)
         z = loc + scale * torch.randn_like(loc)
         return SemiImplicitSample(
-            z=z, eps=eps, loc=loc, scale=scale, components=lambda k: self._mix(x, k)[1:],
-            conditional=lambda e: self._conditional(x, e),
+            z=z, eps=eps, loc=loc, scale=scale, components=lambda k: self._mix(x, k, x_part)[1:],
+            conditional=lambda e: self._conditional(x, e, x_part),
         )
 
     def _sample(self, x: torch.Tensor, n: int) -> SemiImplicitSample:
