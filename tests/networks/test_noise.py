@@ -17,6 +17,8 @@ def test_many_draws_equal_one_call_per_draw(hidden, inject_hidden):
     per_draw = torch.stack([net(x, eps[k]) for k in range(4)])
     torch.testing.assert_close(net.many(x, eps), per_draw, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(noise_net_draws(net, x, eps, 2), per_draw, rtol=1e-5, atol=1e-6)
+    shared = noise_net_draws(net, x, eps, 2, x_part=net.x_part(x))  # computed once, reused
+    torch.testing.assert_close(shared, per_draw, rtol=1e-5, atol=1e-6)
 
 
 class _UserNet(nn.Module):
