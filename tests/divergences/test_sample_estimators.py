@@ -84,3 +84,25 @@ def test_nearest_neighbour_estimates_at_two_dimensions(name):
     for kl in (1.0, 10.0):
         value = _measure(name, 2, kl, steps=0, eval_samples=4_000)
         assert value == pytest.approx(kl, rel=0.10), (name, kl, value)
+
+
+def test_estimate_on_posterior_matches_the_sampler_path_and_refuses_bad_input():
+    """On the semi-implicit case (exact log q) the posterior path of a density-free estimator
+    agrees with the sampler path to within their Monte Carlo noise (both 4,000 draws, knn at
+    d = 2: s.e. ≈ 0.03 nat); a batch of inputs and a posterior the estimator cannot read are
+    refused with one line."""
+    from implicit_vae.benchmarks.cases import semi_implicit_case
+    from implicit_vae.divergences import estimate_on_posterior
+    from implicit_vae.posteriors import GaussianPosterior
+
+    case = semi_implicit_case(2)
+    x = torch.zeros(1, 1)
+    direct = estimate_on_posterior("knn", case.posterior, case.prior, x, samples=4000, k=5)
+    sampled = estimate_divergence(
+        "knn", case.sample_q, case.sample_p, log_p=case.log_p, eval_samples=4000, k=5
+    )
+    assert abs(direct - sampled) < 0.15
+    with pytest.raises(ValueError, match="one input"):
+        estimate_on_posterior("knn", case.posterior, case.prior, torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="SemiImplicitPosterior"):
+        estimate_on_posterior("sivi", GaussianPosterior(1, 2), case.prior, x)

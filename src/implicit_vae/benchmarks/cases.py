@@ -10,6 +10,11 @@ Cases (q against p; every truth is exact or a Monte Carlo value with its standar
   Also KL(p ‖ q) = ½[d(1/s² − 1 + log s²) + ‖μ‖²/s²].
 - ``mixture``: q = an equal mixture of 4 Gaussians N(c_k, 0.5²I) (‖c_k‖ = 2.5, fixed directions)
   against p = N(0, I); all divergences by Monte Carlo. Both log-densities are passed.
+- ``semi_implicit``: q = ∫ N(z; m + a|ε|, s²I) N(ε; 0, I) dε (SIVI's construction with a
+  nonlinear mixing map; m = 0, a = 2, s = 0.5) against p = N(0, I). Each coordinate of z is then
+  m + (a|ε_i| + s η_i), a skew normal with scale ω = √(a² + s²) and shape a/s, so log q is exact:
+  log 2 + log N(z_i − m; 0, ω²) + log Φ(a (z_i − m) / (s ω)) per coordinate. The case carries the
+  posterior itself, so the estimators that read the mixing noise (``sivi``, ``uivi``) run too.
 - ``sampler_only``: q = a "banana" (y ~ N(0, diag σ²), then z_{2j+1} = y_{2j+1} + 0.5(y_{2j}² − σ²))
   against p = ½N(+m, 1.2²I) + ½N(−m, 1.2²I); the estimators get the two samplers only. Estimators
   that read a density are reported as needing it; the truth uses the densities they never see.
@@ -29,8 +34,11 @@ from pathlib import Path
 
 import torch
 from scipy.special import lambertw
+from torch import nn
 
 from ..divergences import ESTIMATORS
+from ..posteriors import SemiImplicitPosterior
+from ..priors import Prior, StandardNormal
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -67,6 +75,8 @@ class Case:
     target_kl: float | None = None
     truth: dict[str, tuple[float, float]] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    posterior: SemiImplicitPosterior | None = None  # q(·|x) itself, for x = zeros(1, 1)
+    prior: Prior | None = None  # p as a Prior, beside ``posterior``
 
 
 def _normal_logpdf(z: torch.Tensor, mean, std) -> torch.Tensor:
@@ -140,6 +150,54 @@ def mixture_case(dim: int) -> Case:
         log_q,
         log_p,
         info={"components": 4, "radius": 2.5, "std": 0.5},
+    )
+
+
+class _AbsoluteMixing(nn.Module):
+    """μ(x, ε) = m + a|ε| (x is ignored): the mixing map of :func:`semi_implicit_case`."""
+
+    def __init__(self, shift: float, slope: float):
+        super().__init__()
+        self.shift, self.slope = shift, slope
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return self.shift + self.slope * eps.abs()
+
+
+SKEW = {"shift": 0.0, "slope": 2.0, "sigma": 0.5}  # m, a, s of the semi-implicit case
+
+
+def semi_implicit_case(dim: int) -> Case:
+    """q = ∫ N(z; m + a|ε|, s²I) N(ε; 0, I) dε, a product of skew normals, against p = N(0, I)."""
+    m, a, s = SKEW["shift"], SKEW["slope"], SKEW["sigma"]
+    omega = math.sqrt(a * a + s * s)
+    posterior = SemiImplicitPosterior(
+        1, dim, noise_dim=dim, sigma="global", sigma_init=s, net=_AbsoluteMixing(m, a)
+    ).requires_grad_(False)
+    x = torch.zeros(1, 1)
+
+    def sample_q(n: int) -> torch.Tensor:
+        with torch.no_grad():
+            return posterior.sample(x, n, moments=False).z[:, 0]
+
+    def log_q(z: torch.Tensor) -> torch.Tensor:
+        y = z - m
+        return (
+            y.shape[-1] * math.log(2.0) + _normal_logpdf(y, 0.0, omega)
+            + torch.special.log_ndtr(a * y / (s * omega)).sum(-1)
+        )  # fmt: skip
+
+    sample_p, log_p = _standard_normal(dim)
+    return Case(
+        "semi_implicit",
+        dim,
+        sample_q,
+        sample_p,
+        log_q,
+        log_p,
+        info={"q": "skew normal per coordinate: m + a|ε| + s·η", **SKEW},
+        posterior=posterior,
+        prior=StandardNormal(dim),
     )
 
 

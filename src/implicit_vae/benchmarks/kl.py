@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..divergences import ESTIMATORS, estimate_divergence
+from ..divergences import ESTIMATORS, estimate_divergence, estimate_on_posterior
+from ..divergences.measure import samples_suffice
 from ..divergences.analytic import AnalyticKL
 from ..posteriors import PosteriorSample
 from .cases import (
@@ -28,15 +29,26 @@ from .cases import (
     mixture_case,
     monte_carlo_truths,
     sampler_only_case,
+    semi_implicit_case,
     steps_for,
 )
 from .report import plot_kl_accuracy
+
+
+_EXTRA_CASES = {
+    "mixture": mixture_case,
+    "semi_implicit": semi_implicit_case,
+    "sampler_only": sampler_only_case,
+}
+CASE_KINDS = ("gaussian", *_EXTRA_CASES)
 
 
 def _status_if_skipped(case: Case, name: str) -> str | None:
     cls = ESTIMATORS[name]
     if name == "analytic" and case.kind != "gaussian":
         return "not applicable: needs GaussianPosterior vs StandardNormal"
+    if name != "analytic" and not samples_suffice(cls) and case.posterior is None:
+        return "needs a semi-implicit posterior: not run"
     missing = [
         what
         for what, needed in (
@@ -104,6 +116,11 @@ def run_cell(
                 var=torch.full_like(mean, case.info["s"] ** 2),
             )
             value = float(AnalyticKL(1, case.dim).estimate(torch.zeros(1, 1), moments, None))
+        elif name != "analytic" and not samples_suffice(cls):  # reads the mixing noise
+            value = estimate_on_posterior(
+                name, case.posterior, case.prior, torch.zeros(1, 1), steps=cell["steps"],
+                batch_size=batch_size, samples=samples, seed=seed, **options,
+            )  # fmt: skip
         else:
             dens = {"log_q": case.log_q, "log_p": case.log_p} if case.densities_given else {}
             value = estimate_divergence(
@@ -182,6 +199,7 @@ def kl_accuracy(
     samples: int | None = None,
     mc_samples: int | None = None,
     critic: dict | None = None,
+    cases: Sequence[str] | None = None,
 ) -> dict:
     """Run the benchmark; write ``kl_accuracy.json`` (after every case) and ``kl_accuracy.png``.
 
@@ -195,7 +213,9 @@ def kl_accuracy(
             at d = 2 only.
         out_dir: directory of the JSON file and the figure.
         progress: print the table as it is filled in.
-        extra_cases: add the non-Gaussian (``mixture``) and ``sampler_only`` cases (d = 2, 8).
+        extra_cases: add the non-Gaussian cases (``mixture``, ``semi_implicit``, ``sampler_only``;
+            d = 2, 8).
+        cases: run only these kinds (of :data:`CASE_KINDS`); None: all.
         samples: samples of q (and p) for each final estimate; default 10,000 (2,000 if quick).
         mc_samples: Monte Carlo samples per truth; default min(10⁶, 2.5·10⁷ / d) (10⁵ if quick).
         critic: ``width`` and ``blocks`` of every critic; default :data:`CRITIC`, one size for all
@@ -209,8 +229,12 @@ def kl_accuracy(
         ``status`` ("ok", "failed: …", "needs log p: not run", "not applicable: …").
 
     Raises:
-        ValueError: for an unknown estimator name.
+        ValueError: for an unknown estimator name or case kind.
     """
+    kinds = list(CASE_KINDS if cases is None else cases)
+    if set(kinds) - set(CASE_KINDS):
+        bad = sorted(set(kinds) - set(CASE_KINDS))
+        raise ValueError(f"unknown cases {bad}; expected some of {', '.join(CASE_KINDS)}")
     names = list(estimators or ESTIMATORS)
     unknown = sorted(set(names) - set(ESTIMATORS))
     if unknown:
@@ -220,11 +244,12 @@ def kl_accuracy(
     samples = samples or (2_000 if quick else SAMPLE_SIZE)
     critic = dict(CRITIC if critic is None else critic)
     mc = mc_samples or (100_000 if quick else None)
-    cases = [(gaussian_case, (d, k)) for d in dims for k in kls]
+    grid = [(gaussian_case, (d, k)) for d in dims for k in kls] if "gaussian" in kinds else []
     if extra_cases:
-        cases += [
+        grid += [
             (f, (d,))
-            for f in (mixture_case, sampler_only_case)
+            for kind, f in _EXTRA_CASES.items()
+            if kind in kinds
             for d in ((2,) if quick else (2, 8))
         ]
     out_dir = Path(out_dir)
@@ -234,6 +259,7 @@ def kl_accuracy(
             "complete": False,
             "quick": quick,
             "estimators": names,
+            "cases": kinds,
             "dims": list(dims),
             "kls": list(kls),
             "batch_size": batch_size,
@@ -252,7 +278,7 @@ def kl_accuracy(
     start = time.perf_counter()
     if progress:
         print(HEADER, flush=True)
-    for build, args in cases:
+    for build, args in grid:
         case = monte_carlo_truths(build(*args), n=mc)
         n_steps = steps if steps is not None else steps_for(case.dim, quick)
         for name in names:

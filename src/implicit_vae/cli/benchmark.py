@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..benchmarks.kl import kl_accuracy
+from ..benchmarks.kl import CASE_KINDS, kl_accuracy
 from ..benchmarks.report import markdown_table
 
 RESULTS = Path("benchmarks") / "results"  # the repository's tracked results (benchmarks/kl_accuracy.py)
@@ -51,6 +51,11 @@ def main(
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-extra", action="store_true", help="skip the mixture and sampler-only cases"
+    )
+    parser.add_argument(
+        "--cases",
+        type=lambda s: [v for v in s.split(",") if v],
+        help=f"comma-separated case kinds (default: all of {', '.join(CASE_KINDS)})",
     )
     parser.add_argument("--critic-width", type=int, default=128)
     parser.add_argument("--critic-blocks", type=int, default=2)
@@ -102,6 +107,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             out_dir=args.out,
             progress=True,
             extra_cases=not args.no_extra,
+            cases=args.cases,
             critic={
                 "width": args.critic_width,
                 "blocks": args.critic_blocks,

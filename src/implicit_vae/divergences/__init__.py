@@ -12,7 +12,7 @@ from .base import CriticLoss, DivergenceEstimator
 from .fdiv import NWJ, DonskerVaradhan, JensenShannon, ReverseKL
 from .kernel import KernelDensityKL, SteinEntropyKL
 from .knn import KNearestNeighbourKL
-from .measure import estimate_divergence
+from .measure import estimate_divergence, estimate_on_posterior
 from .mmd import EnergyDistance, MaximumMeanDiscrepancy
 from .semi_implicit import SIVI
 from .uivi import UIVI
@@ -57,4 +57,5 @@ __all__ = [
     "SteinEntropyKL",
     "UIVI",
     "estimate_divergence",
+    "estimate_on_posterior",
 ]

@@ -9,6 +9,7 @@ import torch
 
 from ..posteriors import Posterior, PosteriorSample
 from ..priors import Prior
+from ..rng import forked_rng
 
 Sampler = Callable[[int], torch.Tensor]
 LogDensity = Callable[[torch.Tensor], torch.Tensor]
@@ -40,6 +41,16 @@ class _SampledPosterior(Posterior):
     def __init__(self, latent_dim: int, has_density: bool):
         super().__init__(1, latent_dim)
         self.has_density = has_density
+
+
+def samples_suffice(cls: type) -> bool:
+    """True when estimator class ``cls`` can measure a q given as a sampler with a density, as
+    :func:`estimate_divergence` gives it; False for those that read a particular posterior class
+    (the mixing noise of a semi-implicit one: ``sivi``, ``uivi``; a Gaussian's moments:
+    ``analytic``), which need :func:`estimate_on_posterior`."""
+    from ..priors import StandardNormal
+
+    return cls.requirements_error(_SampledPosterior(1, True), StandardNormal(1)) is None
 
 
 def _draw(sampler: Sampler, n: int, dim: int | None, what: str) -> torch.Tensor:
@@ -167,3 +178,58 @@ def estimate_divergence(
         with torch.no_grad():
             value = estimator.estimate(x, posterior_sample(eval_samples or 10 * batch_size), prior)
     return float(value.mean())
+
+
+def estimate_on_posterior(
+    name: str,
+    posterior: Posterior,
+    prior: Prior,
+    x: torch.Tensor,
+    *,
+    steps: int = 1000,
+    batch_size: int = 256,
+    samples: int = 1000,
+    seed: int = 0,
+    lr: float = 1e-3,
+    **options,
+) -> float:
+    """Estimate KL(q(·|x) ‖ p) for ONE input ``x`` (1, …) on the posterior's own samples.
+
+    This is the path for estimators that read more than a sampler gives — the mixing noise and
+    conditional density of a :class:`~implicit_vae.posteriors.SemiImplicitPosterior` (``sivi``,
+    ``uivi``) — and it works for any estimator whose requirements the pair meets. The critic, if
+    any, is trained with Adam for ``steps`` steps on fresh batches of ``batch_size`` draws (the
+    posterior and prior are not updated); the estimate is the mean over ``samples`` fresh draws.
+    Runs under a forked RNG seeded with ``seed``.
+
+    Raises:
+        ValueError: for an unknown name, bad sizes, an ``x`` with more than one input, or a
+            posterior / prior the estimator cannot work with.
+    """
+    from . import ESTIMATORS
+
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; expected one of {sorted(ESTIMATORS)}")
+    if steps < 0 or batch_size < 2 or samples < 2:
+        raise ValueError(
+            f"need steps >= 0, batch_size >= 2, samples >= 2; got {steps}, {batch_size}, {samples}"
+        )
+    if x.shape[0] != 1:
+        raise ValueError(f"x must hold one input, shape (1, …), got {tuple(x.shape)}")
+    cls = ESTIMATORS[name]
+    reason = cls.requirements_error(posterior, prior)
+    if reason is not None:
+        raise ValueError(reason)
+    with forked_rng(seed):  # CPU and CUDA streams alike: the caller's continue untouched
+        estimator = cls(posterior.event_shape, posterior.latent_dim, **options).to(x.device)
+        params = [p for p in estimator.parameters() if p.requires_grad]
+        if params:
+            optimizer = torch.optim.Adam(params, lr=lr)
+            for _ in range(steps):
+                with torch.no_grad():
+                    q = posterior.sample(x, batch_size)
+                optimizer.zero_grad(set_to_none=True)
+                estimator.critic_loss(x, q, prior).loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            return float(estimator.estimate(x, posterior.sample(x, samples), prior).mean())

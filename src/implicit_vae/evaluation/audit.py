@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
-from ..divergences import ESTIMATORS, estimate_divergence
+from ..divergences import ESTIMATORS, estimate_divergence, estimate_on_posterior
+from ..divergences.measure import samples_suffice
 from ..divergences.analytic import AnalyticKL
 from ..posteriors import (
     FullCovarianceGaussianPosterior,
@@ -193,14 +194,8 @@ def _skip_reason(name: str, posterior: Posterior, prior: Prior) -> str | None:
 
 
 def _reads_mixing(name: str) -> bool:
-    """True for estimators that need the posterior's own (semi-implicit) samples: those refused for
-    a posterior given only as a sampler with a density."""
-    from ..divergences.measure import _SampledPosterior
-
-    cls = ESTIMATORS[name]
-    return name != "analytic" and cls.requirements_error(
-        _SampledPosterior(1, True), StandardNormal(1)
-    ) is not None
+    """True for estimators that need the posterior's own (semi-implicit) samples."""
+    return name != "analytic" and not samples_suffice(ESTIMATORS[name])
 
 
 def _options(name: str, extra: dict, prior: Prior, critic: dict) -> dict:
@@ -209,23 +204,6 @@ def _options(name: str, extra: dict, prior: Prior, critic: dict) -> dict:
     if "gaussian_skip" in params and not isinstance(prior, StandardNormal):
         options["gaussian_skip"] = False  # ½‖z‖² is −log p only for p = N(0, I)
     return {**options, **extra}
-
-
-def _direct(name, options, posterior, prior, x_i, steps, batch_size, samples, lr, seed) -> float:
-    """The estimator on the posterior's own samples of one input (critic, if any, trained first)."""
-    with seeded(seed):
-        est = ESTIMATORS[name](posterior.event_shape, posterior.latent_dim, **options)
-        params = [p for p in est.parameters() if p.requires_grad]
-        if params:
-            opt = torch.optim.Adam(params, lr=lr)
-            for _ in range(steps):
-                with torch.no_grad():
-                    q = posterior.sample(x_i, batch_size)
-                opt.zero_grad(set_to_none=True)
-                est.critic_loss(x_i, q, prior).loss.backward()
-                opt.step()
-        with torch.no_grad():
-            return float(est.estimate(x_i, posterior.sample(x_i, samples), prior).mean())
 
 
 def _measure(key, name, extra, posterior, prior, x, settings, progress) -> dict[str, Any]:
@@ -250,9 +228,10 @@ def _measure(key, name, extra, posterior, prior, x, settings, progress) -> dict[
                     value = float(AnalyticKL(posterior.event_shape, posterior.latent_dim).estimate(
                         x_i, q, prior))  # fmt: skip
             elif _reads_mixing(name):
-                value = _direct(
-                    name, options, posterior, prior, x_i, cell["steps"], settings["batch_size"],
-                    settings["samples"], settings["lr"], seed,
+                value = estimate_on_posterior(
+                    name, posterior, prior, x_i, steps=cell["steps"],
+                    batch_size=settings["batch_size"], samples=settings["samples"],
+                    seed=seed, lr=settings["lr"], **options,
                 )  # fmt: skip
             else:
                 def sample_q(n, x_i=x_i):
