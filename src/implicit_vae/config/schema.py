@@ -152,6 +152,17 @@ class TrainConfig:
     n_samples: int = field(default=1, metadata=_at_least(1))  # z samples per example
     checkpoint_every: int = field(default=500, metadata=_at_least(1))
     val_every: int = field(default=250, metadata=_at_least(1))
+    select_by: str = field(
+        default="loss", metadata=_choices("loss", "iw_bound", "ais")
+    )  # best.ckpt: lowest validation loss, or highest IW bound / AIS estimate of log p(x)
+    select_examples: int = field(
+        default=256, metadata=_at_least(1)
+    )  # iw_bound, ais: computed on the first N validation examples, the same ones every time
+    select_samples: int = field(
+        default=64, metadata=_at_least(1)
+    )  # iw_bound: K importance samples per example (semi-implicit: each with K mixing draws)
+    select_ais_chains: int = field(default=4, metadata=_at_least(1))  # ais: chains per example
+    select_ais_steps: int = field(default=100, metadata=_at_least(1))  # ais: annealing steps
     log_every: int = field(default=10, metadata=_at_least(1))
     run_dir: str = "runs/default"
     progress_bar: bool = True
