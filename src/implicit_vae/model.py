@@ -100,6 +100,10 @@ class ImplicitVAE(nn.Module):
             raise IncompatibleComponentsError(
                 f"{reason}; estimators that work here: {', '.join(compatible_estimators(posterior, prior))}"
             )
+        try:  # prior-dependent settings (the critics' ½‖z‖² skip) are fixed, and checked, now
+            estimator.use_prior(prior)
+        except ValueError as err:
+            raise IncompatibleComponentsError(str(err)) from None
         self.posterior, self.prior, self.likelihood, self.estimator = (
             posterior,
             prior,

@@ -1,7 +1,7 @@
 """One default per option: every estimator and posterior option the config exposes as a typed key
 has the same default in the config as in the class that reads it (so the library and the CLI build
-the same model), and the gaussian_skip the factory chooses is the class's own default under a
-standard normal prior."""
+the same model). The gaussian_skip rule, shared by both, is tested in
+tests/divergences/test_gaussian_skip.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import inspect
 
 import pytest
 
-from implicit_vae.config import load_config
-from implicit_vae.config.factory import _ESTIMATOR_KEYS, _POSTERIOR_KEYS, build_model
+from implicit_vae.config.factory import _ESTIMATOR_KEYS, _POSTERIOR_KEYS
 from implicit_vae.config.schema import DivergenceConfig, ModelConfig
 from implicit_vae.divergences import ESTIMATORS
 from implicit_vae.posteriors import POSTERIORS
@@ -42,20 +41,3 @@ def test_posterior_defaults_agree_with_the_config(name):
         default = _class_default(POSTERIORS[name], argument)
         if default is not inspect.Parameter.empty:
             assert default == config[key], (name, key)
-
-
-SKIP_TAKERS = sorted(n for n, c in ESTIMATORS.items() if "gaussian_skip" in inspect.signature(
-    c.__init__).parameters)  # fmt: skip
-
-
-@pytest.mark.parametrize("name", SKIP_TAKERS)
-def test_factory_gaussian_skip_is_the_class_default_under_a_standard_normal_prior(name):
-    """With the default config (a standard normal prior) the factory's critic has the skip exactly
-    when the class's default critic does."""
-    cfg = load_config(overrides=[
-        f"divergence.name={name}", "model.posterior=implicit", "model.hidden=[8]",
-        "divergence.critic_width=8", "divergence.critic_blocks=1", "train.n_samples=2",
-    ])  # fmt: skip
-    built = build_model(cfg, 4).estimator.critic
-    default = _class_default(ESTIMATORS[name], "gaussian_skip")
-    assert bool(getattr(built, "gaussian_skip", False)) == default, name

@@ -75,6 +75,7 @@ def _measure(name: str, q, p, steps: int) -> float:
         steps=steps,
         batch_size=256,
         seed=0,
+        p_is_standard_normal=True,
         **_options(name),
     )
 

@@ -20,7 +20,8 @@ from implicit_vae.divergences.kernel import likelihood_cv_log_scale
 def _measure(name: str, dim: int, kl: float, **options) -> float:
     case = gaussian_case(dim, kl)
     return estimate_divergence(
-        name, case.sample_q, case.sample_p, log_p=case.log_p, seed=0, **options
+        name, case.sample_q, case.sample_p, log_p=case.log_p, seed=0, p_is_standard_normal=True,
+        **options,
     )
 
 

@@ -65,8 +65,10 @@ def test_waymarks_run_from_p_to_q(waymarks):
 
 
 def test_one_waymark_is_the_single_classifier():
-    """waymarks=1 (the default) keeps the single critic, its ½‖z‖² skip and its checkpoint keys."""
+    """waymarks=1 (the default) keeps the single critic, its ½‖z‖² skip (auto: on for N(0, I))
+    and its checkpoint keys."""
     single, default = AVB(1, 2, width=8, blocks=1, waymarks=1), AVB(1, 2, width=8, blocks=1)
+    single.use_prior(StandardNormal(2))
     assert type(single.critic) is ConditionalCritic and single.critic.gaussian_skip
     assert single.state_dict().keys() == default.state_dict().keys()
 
@@ -101,7 +103,8 @@ def test_avb_with_waymarks_crosses_the_density_chasm():
     """With 4 waymarks, avb on the 2-D Gaussian pair with KL = 10 lands within KL_RTOL, where the
     single classifier with the same budget falls far short."""
     sample_q, sample_p = _gaussian_pair()
-    options = {"width": WIDTH, "blocks": BLOCKS, "steps": STEPS, "batch_size": BATCH, "seed": 0}
+    options = {"width": WIDTH, "blocks": BLOCKS, "steps": STEPS, "batch_size": BATCH, "seed": 0,
+               "p_is_standard_normal": True}  # fmt: skip
     estimate = estimate_divergence("avb", sample_q, sample_p, waymarks=4, **options)
     assert estimate == pytest.approx(TRUE_KL, rel=KL_RTOL)
     assert estimate_divergence("avb", sample_q, sample_p, **options) < SINGLE_AT_MOST

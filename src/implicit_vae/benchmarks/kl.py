@@ -64,10 +64,7 @@ def _options(case: Case, name: str, critic: dict) -> dict:
     params = inspect.signature(ESTIMATORS[name].__init__).parameters
     # Critic options (width, blocks, and waymarks where given) reach the estimators that take them.
     sizes = {k: v for k, v in critic.items() if k in params} if "width" in params else {}
-    options = {**sizes, **OPTIONS.get(name, {})}
-    if "gaussian_skip" in params and case.kind == "sampler_only":
-        options["gaussian_skip"] = False  # ½‖z‖² is −log p only for p = N(0, I)
-    return options
+    return {**sizes, **OPTIONS.get(name, {})}
 
 
 def run_cell(
@@ -131,6 +128,7 @@ def run_cell(
                 batch_size=batch_size,
                 seed=seed,
                 eval_samples=samples,
+                p_is_standard_normal=case.kind != "sampler_only",  # gaussian, mixture: p = N(0, I)
                 **dens,
                 **options,
             )

@@ -50,3 +50,9 @@ def run(args: argparse.Namespace) -> None:
         f"{val.get('loss', float('nan')):.3f} (reconstruction {val.get('reconstruction', float('nan')):.3f}, "
         f"{key} {'estimate ' if summary['kl_is_estimate'] else ''}{val.get(key, float('nan')):.3f})"
     )
+    chosen = summary.get("selected_by") or {}
+    if chosen.get("step") is not None:
+        print(
+            f"best.ckpt: step {chosen['step']}, chosen by train.select_by={chosen['select_by']} "
+            f"({chosen['best_is']} {chosen['metric']} = {chosen['value']:.3f})"
+        )

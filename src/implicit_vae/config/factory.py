@@ -28,7 +28,7 @@ from ..likelihoods import LIKELIHOODS
 from ..model import ImplicitVAE, IncompatibleComponentsError, compatible_estimators
 from ..networks.shapes import event_shape_of
 from ..posteriors import POSTERIORS
-from ..priors import PRIORS, Prior, SamplePrior, StandardNormal
+from ..priors import PRIORS, Prior, SamplePrior
 from .networks import build_networks
 from .schema import Config, ConfigError, DivergenceConfig, ModelConfig
 
@@ -60,6 +60,8 @@ _SPECIFIC = {"contrast", "contrast_scale", "waymarks", "posterior_sigma", "mixin
 
 class UnusedOptionWarning(UserWarning):
     """A config key was set for a class that does not read it."""
+
+
 # set by the factory itself, never by an options mapping
 _RESERVED = {"event_shape", "latent_dim", "self", "net", "trunk", "feature_dim", "decoder",
              "x_features", "generator", "bank", "sigma_net"}  # fmt: skip
@@ -108,8 +110,7 @@ def _extra_options(key: str, options: dict[str, Any], cls: type, label: str) -> 
         if name not in accepted:
             names = ", ".join(sorted(accepted)) or "none"
             raise ConfigError(
-                f"{key}: {name!r} is not an option of {label} ({cls.__name__}); "
-                f"it accepts: {names}"
+                f"{key}: {name!r} is not an option of {label} ({cls.__name__}); it accepts: {names}"
             )
     return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
@@ -144,7 +145,7 @@ def _build_prior(m: ModelConfig) -> Prior:
     return _construct("model.prior_options", cls, m.latent_dim, **options)
 
 
-def _estimator_options(d: DivergenceConfig, cls: type, prior: Prior) -> dict[str, Any]:
+def _estimator_options(d: DivergenceConfig, cls: type) -> dict[str, Any]:
     label = f"divergence.name={d.name!r}"
     accepted = _accepted(cls)
     if d.waymarks > 1 and "waymarks" not in accepted:
@@ -155,15 +156,33 @@ def _estimator_options(d: DivergenceConfig, cls: type, prior: Prior) -> dict[str
         )
     options = _typed_options("divergence", d, _ESTIMATOR_KEYS, cls, label)
     if "gaussian_skip" in accepted:
-        # The ½‖z‖² skip encodes −log N(z; 0, I), the known part of the optimal T when q is
-        # compared with a standard normal prior (AVB, AAE). Under adaptive contrast the normalised q
-        # is already close to N(0, I), so the optimal T is near 0 and the skip would only give the
-        # critic a term to undo.
-        options["gaussian_skip"] = (
-            d.gaussian_skip and d.name in ("avb", "aae") and isinstance(prior, StandardNormal)
+        options["gaussian_skip"] = gaussian_skip_setting(d)
+        if d.gaussian_skip is False and d.options.get("gaussian_skip", False) is not False:
+            raise ConfigError(
+                "divergence.options: gaussian_skip=true contradicts divergence.gaussian_skip="
+                "false; set only one of them"
+            )
+    elif d.gaussian_skip is False:
+        warnings.warn(
+            f"divergence.gaussian_skip: false has no effect with {label} ({cls.__name__} has no "
+            "critic with a ½‖z‖² skip)",
+            UnusedOptionWarning,
+            stacklevel=3,
         )
     options.update(_extra_options("divergence.options", d.options, cls, label))
     return options
+
+
+def gaussian_skip_setting(d: DivergenceConfig) -> bool | None:
+    """The estimator's ``gaussian_skip`` argument for ``divergence.gaussian_skip``: None (auto) for
+    ``auto`` and for ``true``, False for ``false``.
+
+    ``true`` means auto because that is what it did before ``auto`` existed (the factory turned the
+    skip on only for avb/aae with a standard normal prior, which is now the library's own auto
+    rule, :func:`~implicit_vae.divergences.critics.resolve_gaussian_skip`): every stored config,
+    whose default was ``true``, builds the same model. The class argument True itself is reached
+    through ``divergence.options.gaussian_skip``."""
+    return False if d.gaussian_skip is False else None
 
 
 def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
@@ -210,7 +229,7 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
         reason = full_contrast_moment_error(posterior.moment_samples, m.latent_dim)
         if reason is not None:
             raise ConfigError(f"model.moment_samples: {reason}")
-    options = _estimator_options(d, estimator_cls, prior)
+    options = _estimator_options(d, estimator_cls)
     if nets.critic and "x_features" in _accepted(estimator_cls):
         options.update(nets.critic)
     elif m.critic:
@@ -220,6 +239,10 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
         )
     estimator = _construct("divergence.options", estimator_cls, event_shape, m.latent_dim,
                            **options)  # fmt: skip
+    try:
+        estimator.use_prior(prior)  # the ½‖z‖² skip's rule: True where it means nothing fails here
+    except ValueError as err:
+        raise ConfigError(f"divergence.options: {err}") from None
     needed = getattr(estimator, "min_samples_per_x", 1)
     if cfg.train.n_samples < needed:
         raise ConfigError(

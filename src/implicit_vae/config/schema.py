@@ -109,9 +109,15 @@ class ModelConfig:
 @dataclass
 class DivergenceConfig:
     name: str = field(default="avb_ac", metadata=_choices(*ESTIMATOR_NAMES))
+    # critic_width, critic_blocks: the library's one critic size, divergences.critics.CRITIC_WIDTH
+    # and CRITIC_BLOCKS (tests/divergences/test_gaussian_skip.py checks that they agree)
     critic_width: int = field(default=256, metadata=_at_least(1))
     critic_blocks: int = field(default=3, metadata=_at_least(0))
-    gaussian_skip: bool = True  # avb/aae with a standard normal prior: add ½‖z‖² to the critic T
+    gaussian_skip: bool | str = field(
+        default="auto", metadata=_choices("auto", True, False)
+    )  # ½‖z‖² in the critic: auto = on iff avb/aae with a standard normal prior; false = off;
+    # true = auto too (what true meant before auto existed: old configs load and resume unchanged);
+    # to force it on elsewhere: divergence.options.gaussian_skip=true (refused where meaningless)
     waymarks: int = field(
         default=1, metadata=_at_least(1)
     )  # avb/avb_ac/aae: K telescoping classifiers across the density chasm (1: a single critic)
@@ -146,6 +152,17 @@ class TrainConfig:
     n_samples: int = field(default=1, metadata=_at_least(1))  # z samples per example
     checkpoint_every: int = field(default=500, metadata=_at_least(1))
     val_every: int = field(default=250, metadata=_at_least(1))
+    select_by: str = field(
+        default="loss", metadata=_choices("loss", "iw_bound", "ais")
+    )  # best.ckpt: lowest validation loss, or highest IW bound / AIS estimate of log p(x)
+    select_examples: int = field(
+        default=256, metadata=_at_least(1)
+    )  # iw_bound, ais: computed on the first N validation examples, the same ones every time
+    select_samples: int = field(
+        default=64, metadata=_at_least(1)
+    )  # iw_bound: K importance samples per example (semi-implicit: each with K mixing draws)
+    select_ais_chains: int = field(default=4, metadata=_at_least(1))  # ais: chains per example
+    select_ais_steps: int = field(default=100, metadata=_at_least(1))  # ais: annealing steps
     log_every: int = field(default=10, metadata=_at_least(1))
     run_dir: str = "runs/default"
     progress_bar: bool = True
@@ -261,9 +278,8 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
     if value is None:
         return
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(
-            f"{key}: {value!r} is not allowed; expected one of {', '.join(meta['choices'])}"
-        )
+        shown = (str(c).lower() if isinstance(c, bool) else c for c in meta["choices"])
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {', '.join(shown)}")
     values = value if isinstance(value, list) else [value]
     for v in values:
         if not isinstance(v, (int, float)):

@@ -16,7 +16,7 @@ from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .avb import AVB
 from .base import CriticLoss
-from .critics import pair_with_x
+from .critics import CRITIC_BLOCKS, CRITIC_WIDTH, pair_with_x
 from .telescoping import classifier_loss
 from .whitening import whiten
 
@@ -70,6 +70,8 @@ class AVBAdaptiveContrast(AVB):
     D(log s − (1 − 1/s²)/2), 1 nat for s = 1.5 at D = 8, where a critic is still accurate).
     """
 
+    gaussian_skip_auto = False
+    contrast_is_prior = False  # T compares z̃ with N(0, I), whatever the prior
     needs_posterior_moments = True
     needs_prior_density = True
     variance_floor = 1e-4
@@ -79,17 +81,18 @@ class AVBAdaptiveContrast(AVB):
         self,
         event_shape: int | Sequence[int],
         latent_dim: int,
-        width: int = 256,
-        blocks: int = 3,
-        gaussian_skip: bool = False,
+        width: int = CRITIC_WIDTH,
+        blocks: int = CRITIC_BLOCKS,
+        gaussian_skip: bool | None = None,
         waymarks: int = 1,
         contrast: str = "diagonal",
         contrast_scale: float = 1.0,
         *,
         x_features: nn.Module | None = None,
     ):
-        # No ½‖z̃‖² skip by default: the normalised q is near N(0, I), so the optimal T is near 0 and
+        # No ½‖z̃‖² skip under auto: the normalised q is near N(0, I), so the optimal T is near 0 and
         # the skip would only be a term to undo (KL benchmark, d = 128: +1 % without, +4..+32 % with).
+        # True is allowed with any prior: the contrast is N(0, I) in z̃ by construction.
         super().__init__(
             event_shape, latent_dim, width, blocks, gaussian_skip, waymarks, x_features=x_features
         )

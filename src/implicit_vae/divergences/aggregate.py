@@ -10,16 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
-from .critics import LatentCritic
+from .critics import (
+    CRITIC_BLOCKS,
+    CRITIC_WIDTH,
+    GaussianSkipEstimator,
+    LatentCritic,
+    check_gaussian_skip,
+)
 from .prior_gradient import frozen, prior_surrogate
-from .telescoping import build_logistic_critic, classifier_loss
+from .telescoping import TelescopingCritic, build_logistic_critic, check_waymarks, classifier_loss
 
 
-class AdversarialAutoencoder(DivergenceEstimator):
+class AdversarialAutoencoder(GaussianSkipEstimator, DivergenceEstimator):
     """AAE: a logistic critic D(z) is trained to tell samples of the *aggregated* posterior
     q(z) = E_x q(z|x) (all n·B samples of the batch, x ignored; label 1) from prior samples
     (label 0).
@@ -43,9 +50,11 @@ class AdversarialAutoencoder(DivergenceEstimator):
     Args:
         event_shape: the shape of one x (unused: D sees z only).
         latent_dim: dimension D of z.
-        width, blocks: size of the residual critic.
-        gaussian_skip: add ½‖z‖² to D (= −log N(z; 0, I) + const); use it only with a standard
-            normal prior.
+        width, blocks: size of the residual critic (default :data:`~.critics.CRITIC_WIDTH`,
+            :data:`~.critics.CRITIC_BLOCKS`: 256, 3).
+        gaussian_skip: add ½‖z‖² to D (= −log N(z; 0, I) + const). None (auto, the default): on
+            exactly when the prior is N(0, I); True with another prior is a ValueError; False:
+            off (:func:`~.critics.resolve_gaussian_skip`, the one rule).
         waymarks: K > 1 trains K critics D_k(z) between waymarks mixed from (z ~ p, z ~ q(z))
             pairs and uses D = Σ_k D_k (telescoping density-ratio estimation, see
             :mod:`.telescoping`), which closes the single critic's gap at large KL; the fixed
@@ -56,22 +65,28 @@ class AdversarialAutoencoder(DivergenceEstimator):
         > ICLR Workshop 2016 (arXiv:1511.05644).
     """
 
+    gaussian_skip_auto = True  # the contrast is the prior: the skip is −log p(z) for p = N(0, I)
+
     def __init__(
         self,
         event_shape: int | Sequence[int],
         latent_dim: int,
-        width: int = 256,
-        blocks: int = 3,
-        gaussian_skip: bool = True,
+        width: int = CRITIC_WIDTH,
+        blocks: int = CRITIC_BLOCKS,
+        gaussian_skip: bool | None = None,
         waymarks: int = 1,
     ):
         super().__init__(event_shape, latent_dim)
+        self.gaussian_skip = check_gaussian_skip(gaussian_skip, check_waymarks(waymarks))
         self.critic = build_logistic_critic(
             lambda skip: LatentCritic(latent_dim, width, blocks, skip),
             waymarks,
-            gaussian_skip,
+            bool(gaussian_skip),  # auto: off until use_prior resolves it for the prior
             latent_dim,
         )
+
+    def _skip_critics(self) -> list[nn.Module]:
+        return [] if isinstance(self.critic, TelescopingCritic) else [self.critic]
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         n, b, d = q.z.shape

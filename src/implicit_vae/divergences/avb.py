@@ -15,19 +15,28 @@ from torch import nn
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
-from .critics import critic_maker, pair_with_x
+from .critics import (
+    CRITIC_BLOCKS,
+    CRITIC_WIDTH,
+    GaussianSkipEstimator,
+    check_gaussian_skip,
+    critic_maker,
+    pair_with_x,
+)
 from .prior_gradient import frozen, prior_surrogate
-from .telescoping import build_logistic_critic, classifier_loss
+from .telescoping import TelescopingCritic, build_logistic_critic, check_waymarks, classifier_loss
 
 
-class AVB(DivergenceEstimator):
+class AVB(GaussianSkipEstimator, DivergenceEstimator):
     """KL(q(z|x) ‖ p(z)) ≈ E_q[T(x, z)], with T trained by logistic regression between (x, z ~ q(z|x))
     (label 1) and (x, z ~ p(z)) (label 0). At the optimum T* = log q(z|x) − log p(z), and because
     E_q[∇_T] vanishes there, the gradient w.r.t. the sampler flows through z alone (AVB Prop. 2).
 
     ``gaussian_skip`` adds ½‖z‖² (= −log N(z; 0, I) + const) to T, the known part of log q/p for a
-    standard normal prior; turn it off for any other prior (the config factory does so itself).
-    ``width`` and ``blocks`` default to the config's ``divergence.critic_width`` / ``critic_blocks``.
+    standard normal prior. None (auto, the default) turns it on exactly when the prior is N(0, I);
+    True with another prior is a ValueError (:func:`~.critics.resolve_gaussian_skip`, the one rule).
+    ``width`` and ``blocks`` default to :data:`~.critics.CRITIC_WIDTH` / :data:`~.critics.
+    CRITIC_BLOCKS` (256, 3), as do the config's ``divergence.critic_width`` / ``critic_blocks``.
 
     ``waymarks`` = K > 1 replaces the single classifier by K classifiers T_k(x, z) between
     waymarks mixed from (z ~ p, z ~ q(z|x)) pairs, T = Σ_k T_k (telescoping density-ratio
@@ -45,24 +54,30 @@ class AVB(DivergenceEstimator):
     flattened x by default, a convolutional feature network for images.
     """
 
+    gaussian_skip_auto = True  # the contrast is the prior: the skip is −log p(z) for p = N(0, I)
+
     def __init__(
         self,
         event_shape: int | Sequence[int],
         latent_dim: int,
-        width: int = 256,
-        blocks: int = 3,
-        gaussian_skip: bool = True,
+        width: int = CRITIC_WIDTH,
+        blocks: int = CRITIC_BLOCKS,
+        gaussian_skip: bool | None = None,
         waymarks: int = 1,
         *,
         x_features: nn.Module | None = None,
     ):
         super().__init__(event_shape, latent_dim)
+        self.gaussian_skip = check_gaussian_skip(gaussian_skip, check_waymarks(waymarks))
         self.critic = build_logistic_critic(
             critic_maker(self.event_shape, latent_dim, width, blocks, x_features),
             waymarks,
-            gaussian_skip,
+            bool(gaussian_skip),  # auto: off until use_prior resolves it for the prior
             latent_dim,
         )
+
+    def _skip_critics(self) -> list[nn.Module]:
+        return [] if isinstance(self.critic, TelescopingCritic) else [self.critic]
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         xs, zs = pair_with_x(x, q.z)

@@ -61,11 +61,21 @@ class DivergenceEstimator(nn.Module):
 
     def estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         """Per-example divergence estimate, shape (B,)."""
-        return self._estimate(self._check(x, q), q, prior)
+        x = self._check(x, q)
+        self.use_prior(prior)
+        return self._estimate(x, q, prior)
 
     def critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
         """The estimator's training loss on samples cut from the posterior (``q`` is detached here)."""
-        return self._critic_loss(self._check(x, q), q.detach(), prior)
+        x = self._check(x, q)
+        self.use_prior(prior)
+        return self._critic_loss(x, q.detach(), prior)
+
+    def use_prior(self, prior: Prior) -> None:
+        """Fit the settings that depend on the prior (the critics' ½‖z‖² skip) to ``prior``; a
+        ValueError where a setting cannot work with it. Called by :class:`~implicit_vae.model.
+        ImplicitVAE` when it is built and by :meth:`estimate` / :meth:`critic_loss` on every call;
+        estimators without such settings do nothing."""
 
     @classmethod
     def requirements_error(cls, posterior: Posterior, prior: Prior) -> str | None:

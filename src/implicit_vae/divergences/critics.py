@@ -1,4 +1,6 @@
-"""The critics that density-ratio estimators train: T(x, z) on pairs and D(z) on latents alone.
+"""The critics that density-ratio estimators train: T(x, z) on pairs and D(z) on latents alone,
+their one default size (:data:`CRITIC_WIDTH`, :data:`CRITIC_BLOCKS`) and the one rule for their
+½‖z‖² skip (:func:`resolve_gaussian_skip`).
 
 References:
     > L. Mescheder, S. Nowozin, A. Geiger. Adversarial Variational Bayes: Unifying Variational
@@ -16,6 +18,107 @@ from torch import nn
 
 from ..networks import ResidualCritic
 from ..networks.shapes import as_event_batch, event_shape_of, flatten_event
+from ..priors import Prior
+
+# The residual critic of every critic-based estimator (avb, avb_ac, aae, kl_nwj, kl_dv, reverse_kl,
+# js): 256 wide, 3 residual blocks (AVB's MNIST critic). The config's divergence.critic_width /
+# critic_blocks default to the same numbers (tests/config/test_defaults.py checks that they agree).
+# The aggregate prior critic (:mod:`.aggregate_ratio`) is a different, smaller one (128, 2 blocks).
+CRITIC_WIDTH = 256
+CRITIC_BLOCKS = 3
+
+
+def resolve_gaussian_skip(
+    setting: bool | None, prior: Prior, *, auto: bool, contrast_is_prior: bool, owner: str
+) -> bool:
+    """Whether a critic adds ½‖z‖² to its logit: the one rule, for the library and the CLI alike.
+
+    ½‖z‖² = −log N(z; 0, I) + const is the known part of the optimal logit log q/r when the
+    critic's contrast r (the distribution of its label-0 samples) is a standard normal; the network
+    then learns only the rest (AVB's toy code). ``setting``:
+
+    - ``None`` (*auto*, the default of every estimator and of the config): on iff the contrast is a
+      standard normal *and* the estimator gains from the skip (``auto``): AVB (``avb``) and AAE
+      (``aae``) with a prior whose ``is_standard_normal`` is True, i.e. p = N(0, I). Off for every
+      other prior (½‖z‖² is then no part of log q/p), for ``avb_ac`` (its normalised q is already
+      near its N(0, I) contrast, so the optimal T is near 0 and the skip is a term to undo) and for
+      the f-divergence bounds ``kl_nwj``, ``kl_dv``, ``reverse_kl``, ``js`` (under NWJ/DV an
+      untrained T with the skip makes E_p[e^{T−1}] infinite).
+    - ``True``: on, where it means what it says: the contrast must be a standard normal, i.e. the
+      prior is N(0, I), or the contrast is N(0, I) by construction (``avb_ac``'s normalised
+      coordinates, ``contrast_is_prior`` False); otherwise a ValueError.
+    - ``False``: off, always.
+
+    With telescoping waymarks (``waymarks`` > 1) no critic has the fixed skip (each waymark pair's
+    moment-matched Gaussian log-ratio takes its place): auto is off there and True is refused by
+    the estimator.
+
+    Args:
+        setting: None (auto), True or False.
+        prior: the prior p(z) the estimator compares q with.
+        auto: whether the estimator's class turns the skip on under auto where it applies.
+        contrast_is_prior: True when the critic's label-0 samples are the prior's.
+        owner: the estimator's name, for the error message.
+    """
+    if setting is False:
+        return False
+    meaningful = prior.is_standard_normal or not contrast_is_prior
+    if setting is None:
+        return auto and meaningful
+    if not meaningful:
+        raise ValueError(
+            f"gaussian_skip=True adds ½‖z‖² = −log N(z; 0, I) to {owner}'s critic, which is part "
+            f"of log q/p only for a standard normal prior, not {type(prior).__name__}; use "
+            "gaussian_skip=None (auto) or False"
+        )
+    return True
+
+
+def check_gaussian_skip(setting: object, waymarks: int = 1) -> bool | None:
+    """``setting`` if it is None, True or False (and True only for a single critic), else a
+    ValueError saying what is allowed."""
+    if setting is not None and not isinstance(setting, bool):
+        raise ValueError(f"gaussian_skip must be None (auto), True or False, got {setting!r}")
+    if setting is True and waymarks > 1:
+        raise ValueError(
+            "gaussian_skip=True has no effect with waymarks > 1 (each waymark pair's Gaussian "
+            "log-ratio replaces the ½‖z‖² skip); use gaussian_skip=None (auto) or False"
+        )
+    return setting
+
+
+class GaussianSkipEstimator:
+    """Mixin of the estimators whose critic may add ½‖z‖²: keeps the setting (None/True/False) and
+    resolves it for the prior it is used with (:func:`resolve_gaussian_skip`).
+
+    Resolved in :meth:`use_prior`, which :class:`~implicit_vae.model.ImplicitVAE` calls when it is
+    built (so a bad setting fails there) and ``estimate`` / ``critic_loss`` call with the prior they
+    are given (so an estimator used on its own follows the same rule); the critic's own
+    ``gaussian_skip`` flag holds the resolved value. Subclasses set the class attributes
+    ``gaussian_skip_auto`` and ``contrast_is_prior`` and list their single critics in
+    ``_skip_critics``.
+    """
+
+    gaussian_skip_auto: bool = False
+    contrast_is_prior: bool = True
+
+    def skip_for(self, prior: Prior) -> bool:
+        """Whether the critic adds ½‖z‖² with ``prior``; a ValueError for True where it cannot."""
+        return resolve_gaussian_skip(
+            self.gaussian_skip,
+            prior,
+            auto=self.gaussian_skip_auto,
+            contrast_is_prior=self.contrast_is_prior,
+            owner=type(self).__name__,
+        )
+
+    def use_prior(self, prior: Prior) -> None:
+        on = self.skip_for(prior)
+        for critic in self._skip_critics():
+            critic.gaussian_skip = on
+
+    def _skip_critics(self) -> list[nn.Module]:
+        raise NotImplementedError
 
 
 class ConditionalCritic(torch.nn.Module):

@@ -27,11 +27,19 @@ from torch.nn import functional as F
 from ..posteriors import PosteriorSample
 from ..priors import Prior
 from .base import CriticLoss, DivergenceEstimator
-from .critics import ConditionalCritic, LatentCritic, pair_with_x
+from .critics import (
+    CRITIC_BLOCKS,
+    CRITIC_WIDTH,
+    ConditionalCritic,
+    GaussianSkipEstimator,
+    LatentCritic,
+    check_gaussian_skip,
+    pair_with_x,
+)
 from .prior_gradient import density_surrogate
 
 
-class VariationalBound(DivergenceEstimator):
+class VariationalBound(GaussianSkipEstimator, DivergenceEstimator):
     """Shared machinery: a critic T(x, z) (``conditional=True``) or T(z), values at the n posterior
     samples and at m prior samples per example, the bound, and the critic loss −bound.
 
@@ -46,9 +54,10 @@ class VariationalBound(DivergenceEstimator):
         latent_dim: dimension D of z.
         conditional: critic T(x, z) (True) or T(z) (False).
         width, blocks: size of the residual critic.
-        gaussian_skip: add ½‖z‖² to T (= −log N(z; 0, I) + const). Off by default: on a 2-D
-            Gaussian pair it worsened the reverse-KL estimate and JS at q = p, and under NWJ/DV it
-            is harmful (see :class:`NWJ`).
+        gaussian_skip: add ½‖z‖² to T (= −log N(z; 0, I) + const). None (auto, the default) is
+            off here: on a 2-D Gaussian pair it worsened the reverse-KL estimate and JS at q = p,
+            and under NWJ/DV it is harmful (see :class:`NWJ`). True needs a standard normal prior
+            (:func:`~.critics.resolve_gaussian_skip`, the one rule).
         prior_samples: m prior samples per example; None uses m = n.
     """
 
@@ -57,9 +66,9 @@ class VariationalBound(DivergenceEstimator):
         event_shape: int | Sequence[int],
         latent_dim: int,
         conditional: bool = True,
-        width: int = 256,
-        blocks: int = 3,
-        gaussian_skip: bool = False,
+        width: int = CRITIC_WIDTH,
+        blocks: int = CRITIC_BLOCKS,
+        gaussian_skip: bool | None = None,
         prior_samples: int | None = None,
         *,
         x_features: nn.Module | None = None,
@@ -68,13 +77,16 @@ class VariationalBound(DivergenceEstimator):
         if prior_samples is not None and prior_samples < 1:
             raise ValueError(f"prior_samples must be >= 1, got {prior_samples}")
         self.conditional, self.prior_samples = conditional, prior_samples
+        self.gaussian_skip = check_gaussian_skip(gaussian_skip)
+        skip = bool(gaussian_skip)  # auto: off until use_prior resolves it for the prior
         self.critic = (
-            ConditionalCritic(
-                self.event_shape, latent_dim, width, blocks, gaussian_skip, x_features
-            )
+            ConditionalCritic(self.event_shape, latent_dim, width, blocks, skip, x_features)
             if conditional
-            else LatentCritic(latent_dim, width, blocks, gaussian_skip)
+            else LatentCritic(latent_dim, width, blocks, skip)
         )
+
+    def _skip_critics(self) -> list[nn.Module]:
+        return [self.critic]
 
     def _critic_values(
         self, x: torch.Tensor, z: torch.Tensor, prior: Prior, detach_prior: bool
@@ -191,9 +203,9 @@ class DonskerVaradhan(VariationalBound):
         event_shape: int | Sequence[int],
         latent_dim: int,
         conditional: bool = True,
-        width: int = 256,
-        blocks: int = 3,
-        gaussian_skip: bool = False,
+        width: int = CRITIC_WIDTH,
+        blocks: int = CRITIC_BLOCKS,
+        gaussian_skip: bool | None = None,
         prior_samples: int | None = None,
         critic_objective: str = "js",
         *,

@@ -18,10 +18,17 @@ LogDensity = Callable[[torch.Tensor], torch.Tensor]
 class _SampledPrior(Prior):
     """p given by a sampler ``n -> (n, D)`` and, optionally, a log-density ``(N, D) -> (N,)``."""
 
-    def __init__(self, latent_dim: int, sample: Sampler, log_prob: LogDensity | None):
+    def __init__(
+        self,
+        latent_dim: int,
+        sample: Sampler,
+        log_prob: LogDensity | None,
+        standard_normal: bool = False,
+    ):
         super().__init__(latent_dim)
         self._sampler, self._log_density = sample, log_prob
         self.has_density = log_prob is not None
+        self.is_standard_normal = standard_normal
 
     def _sample(self, n: int) -> torch.Tensor:
         return _draw(self._sampler, n, self.latent_dim, "sample_p")
@@ -94,6 +101,7 @@ def estimate_divergence(
     seed: int = 0,
     lr: float = 1e-3,
     eval_samples: int | None = None,
+    p_is_standard_normal: bool = False,
     **options,
 ) -> float:
     """Estimate KL(q ‖ p) — or the divergence the estimator names — between two samplers.
@@ -119,6 +127,9 @@ def estimate_divergence(
         seed: seeds the critic's initialisation and all sampling.
         lr: Adam learning rate of the critic.
         eval_samples: samples of q for the final estimate; default 10 × ``batch_size``.
+        p_is_standard_normal: ``sample_p`` draws from N(0, I). Only the critics' ½‖z‖² skip reads
+            it: under its default (auto) the skip of ``avb`` and ``aae`` is on exactly then (see
+            :func:`~implicit_vae.divergences.critics.resolve_gaussian_skip`).
         **options: passed to the estimator's constructor (e.g. ``width=64``, ``k=3``).
 
     Returns:
@@ -142,7 +153,7 @@ def estimate_divergence(
         torch.manual_seed(seed)
         probe = _draw(sample_q, 2, None, "sample_q")
         dim = probe.shape[1]
-        prior = _SampledPrior(dim, sample_p, log_p)
+        prior = _SampledPrior(dim, sample_p, log_p, p_is_standard_normal)
         reason = cls.requirements_error(_SampledPosterior(dim, log_q is not None), prior)
         if reason is not None:
             raise ValueError(f"{reason}: {_missing_hint(cls, log_q, log_p)}")

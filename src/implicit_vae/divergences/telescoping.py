@@ -185,8 +185,8 @@ def build_logistic_critic(
     :class:`TelescopingCritic` of critics without the fixed ½‖z‖² skip: the skip is
     −log N(z; 0, I), the known part of log q/p when p is a standard normal, but no part of a
     neighbouring-waymark ratio log p_{k+1}/p_k is known in advance (each waymark depends on q);
-    the log-ratio of the waymarks' moment-matched Gaussians takes its place, whatever
-    ``gaussian_skip`` says.
+    the log-ratio of the waymarks' moment-matched Gaussians takes its place (the estimators refuse
+    ``gaussian_skip=True`` there, see :func:`~.critics.check_gaussian_skip`).
     """
     if check_waymarks(waymarks) == 1:
         return make_critic(gaussian_skip)

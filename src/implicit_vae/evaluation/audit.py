@@ -198,18 +198,16 @@ def _reads_mixing(name: str) -> bool:
     return name != "analytic" and not samples_suffice(ESTIMATORS[name])
 
 
-def _options(name: str, extra: dict, prior: Prior, critic: dict) -> dict:
+def _options(name: str, extra: dict, critic: dict) -> dict:
     params = inspect.signature(ESTIMATORS[name].__init__).parameters
     options = {k: v for k, v in critic.items() if k in params} if "width" in params else {}
-    if "gaussian_skip" in params and not isinstance(prior, StandardNormal):
-        options["gaussian_skip"] = False  # ½‖z‖² is −log p only for p = N(0, I)
     return {**options, **extra}
 
 
 def _measure(key, name, extra, posterior, prior, x, settings, progress) -> dict[str, Any]:
     cls = ESTIMATORS[name]
     has_critic = "width" in inspect.signature(cls.__init__).parameters
-    options = _options(name, extra, prior, settings["critic"])
+    options = _options(name, extra, settings["critic"])
     if name == "sivi":
         options.setdefault("mixing_samples", settings["sivi_mixing"])
     cell: dict[str, Any] = {
@@ -252,7 +250,8 @@ def _measure(key, name, extra, posterior, prior, x, settings, progress) -> dict[
                 value = estimate_divergence(
                     name, sample_q, sample_p, steps=cell["steps"],
                     batch_size=settings["batch_size"], seed=seed, lr=settings["lr"],
-                    eval_samples=settings["samples"], **dens, **options,
+                    eval_samples=settings["samples"], p_is_standard_normal=prior.is_standard_normal,
+                    **dens, **options,
                 )  # fmt: skip
             if not math.isfinite(value):
                 raise ValueError(f"non-finite estimate ({value}) for input {i}")

@@ -27,6 +27,9 @@ class Prior(nn.Module):
     """Base class of p(z) over R^D."""
 
     has_density: bool = False
+    # True only for p = N(0, I): the critics' ½‖z‖² skip is −log p(z) + const exactly then (see
+    # :func:`implicit_vae.divergences.critics.resolve_gaussian_skip`).
+    is_standard_normal: bool = False
 
     def __init__(self, latent_dim: int):
         super().__init__()

@@ -13,6 +13,7 @@ class StandardNormal(Prior):
     """p(z) = N(0, I_D)."""
 
     has_density = True
+    is_standard_normal = True
 
     def __init__(self, latent_dim: int):
         super().__init__(latent_dim)

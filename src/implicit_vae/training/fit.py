@@ -9,6 +9,7 @@ the multi-process pieces in :mod:`implicit_vae.training.distributed`.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from .guards import NonFiniteError
 from .logs import RunLogs
 from .module import StopRequest, TrainingInterrupted, TwoPlayerLoop
 from .runs import RunLock, claim_run_dir, new_run_dir, write_json
+from .selection import criterion_for
 
 __all__ = [
     "NonFiniteError",
@@ -67,6 +69,14 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[Config, dic
     raw = ckpt["config"]
     for key, value in overrides.items():
         section, _, name = key.partition(".")
+        started = raw.get("train", {}).get("select_by", "loss")
+        if key == "train.select_by" and value != started:
+            raise ConfigError(
+                f"train.select_by: the run chose best.ckpt by {started!r} since it started; "
+                f"resuming cannot change it to {value!r} (start a new run for that)"
+            )
+        if key == "train.select_by":
+            continue
         if section != "train" or name not in RESUMABLE_KEYS:
             raise ConfigError(
                 f"{key}: cannot be changed when resuming; only train."
@@ -168,6 +178,7 @@ def _fit(
     seed_everything(cfg.train.seed, verbose=False)
     data = load_dataset(cfg.data, cfg.train.seed)
     model = build_model(cfg, data.event_shape)  # on the CPU: the same initial weights on any device
+    criterion_for(cfg.train, model)  # a select_by the model cannot compute fails before any run dir
     if model.likelihood.needs_binary_data and not data.binary:
         raise ConfigError(
             "model.likelihood: 'bernoulli' needs binary data, but these data are "
@@ -224,7 +235,8 @@ def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
         "train": loop.last_train_metrics,
         "val": loop.last_val_metrics,
         "test": test,
-        "best_val_loss": loop.best_val,
+        "best_val_loss": loop.best_val if loop.criterion.select_by == "loss" else None,
+        "selected_by": selection_summary(loop),
         "skipped_batches": loop.skips.total,
         "critic_saturated_at_step": loop.alarm.saturated_at,
         "processes": loop.world.world_size,
@@ -236,3 +248,22 @@ def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
     write_json(run_dir / "summary.json", summary)
     write_plots(loop.model.cpu(), loop.data, loop.cfg, run_dir)  # the figures are drawn on the CPU
     return summary
+
+
+def selection_summary(loop: TwoPlayerLoop) -> dict[str, Any]:
+    """Which criterion chose ``best.ckpt``, its best value and the step it was reached at."""
+    c, t = loop.criterion, loop.cfg.train
+    out: dict[str, Any] = {
+        "select_by": c.select_by,
+        "metric": f"val/{c.metric}",
+        "value": loop.best_val if math.isfinite(loop.best_val) else None,
+        "step": loop.best_step,
+        "best_is": "highest" if c.maximise else "lowest",
+    }
+    if c.select_by != "loss":
+        out["examples"] = min(t.select_examples, int(loop.data.val.shape[0]))
+        if c.select_by == "iw_bound":
+            out["samples"] = t.select_samples
+        else:
+            out.update(chains=t.select_ais_chains, steps=t.select_ais_steps)
+    return out

@@ -48,6 +48,7 @@ from .distributed import World
 from .guards import CriticSaturationWarning, NonFiniteError, SaturationAlarm, SkipCounter
 from .runs import state_mismatch
 from .schedules import lr_factor
+from .selection import compute_criterion, criterion_for
 
 log = logging.getLogger("implicit_vae.train")
 
@@ -83,7 +84,8 @@ class TwoPlayerLoop:
     Args:
         cfg: the run's configuration.
         model: the model to train (moved to the Fabric's device by :meth:`setup`).
-        data: the split data set (validation set used for 'best' checkpoints).
+        data: the split data set (validation set used for 'best' checkpoints, chosen by
+            ``train.select_by``, see :mod:`~implicit_vae.training.selection`).
         run_dir: where checkpoints are written.
         world: this process's rank among the training processes (default: the only one).
         fabric: device, precision and strategy (default: one CPU process, 32-bit).
@@ -109,7 +111,10 @@ class TwoPlayerLoop:
         est = model.estimator
         self.divergence_key = "kl" if est.is_kl else est.divergence_name
         self.divergence_term = "KL estimate" if est.is_kl else f"{est.divergence_name} estimate"
-        self.best_val = math.inf
+        # best.ckpt holds the best value so far of the criterion train.select_by names
+        self.criterion = criterion_for(cfg.train, model)
+        self.best_val = self.criterion.worst
+        self.best_step: int | None = None
         self.wall_time = 0.0  # seconds, summed over resumed segments
         self._segment_start = time.perf_counter()
         self._window: dict[str, list[float]] = {}
@@ -410,9 +415,12 @@ class TwoPlayerLoop:
             self._progress(step)
         if validate:
             self.last_val_metrics = self.evaluate_split(self.data.val, split="val")
+            x_val = self._on_device.get("val", self.data.val)
+            self.last_val_metrics.update(compute_criterion(self.criterion, self.model, x_val, t))
             self._log({f"val/{k}": v for k, v in self.last_val_metrics.items()})
-            if self.last_val_metrics["loss"] < self.best_val:
-                self.best_val = self.last_val_metrics["loss"]
+            value = self.last_val_metrics.get(self.criterion.metric, math.nan)
+            if self.criterion.better(value, self.best_val):
+                self.best_val, self.best_step = value, step
                 atomic_save(self.checkpoint_state(), self.run_dir / "checkpoints" / "best.ckpt")
         if save:
             rng = self.world.gather_rng()  # a collective: every rank takes part
@@ -472,7 +480,9 @@ class TwoPlayerLoop:
             "library_version": __version__,
             "config": self.cfg.to_dict(),
             "model_step": self.model_step,
-            "best_val": self.best_val,
+            "best_val": self.best_val,  # of the criterion select_by names
+            "best_step": self.best_step if self.best_step is not None else -1,
+            "select_by": self.criterion.select_by,
             "wall_time": self.wall_time + time.perf_counter() - self._segment_start,
             "model": self.model.state_dict(),
             "optimizers": [o.state_dict() for o in self._plain_optimizers],
@@ -500,7 +510,15 @@ class TwoPlayerLoop:
             )
         self.model.load_state_dict(ckpt["model"])
         self.model_step = int(ckpt["model_step"])
+        started = ckpt.get("select_by", "loss")  # checkpoints from before select_by: the loss
+        if started != self.criterion.select_by:
+            raise CheckpointError(
+                f"train.select_by: the run chose best.ckpt by {started!r} since it started; it "
+                f"cannot continue by {self.criterion.select_by!r} (start a new run for that)"
+            )
         self.best_val = float(ckpt["best_val"])
+        best_step = int(ckpt.get("best_step", -1))
+        self.best_step = best_step if best_step >= 0 else None
         self.wall_time = float(ckpt["wall_time"])
         states = ckpt.get("guards", {})
         self.skips.load(states)
