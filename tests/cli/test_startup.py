@@ -17,6 +17,7 @@ import pytest
 from implicit_vae import __version__
 from implicit_vae.cli import main
 from implicit_vae.cli.main import INTERRUPTED, NONFINITE_ERROR, USER_ERRORS
+from tiny_runs import TINY_NETWORKS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -97,3 +98,18 @@ def test_compare_offers_the_estimates_evaluation_writes():
     from implicit_vae.evaluation.compare import PER_EXAMPLE_KEYS
 
     assert ESTIMATES == PER_EXAMPLE_KEYS
+
+
+def test_a_warning_is_one_line_on_stderr(tmp_path):
+    """As the console script prints them: ``implicit-vae: warning: <message>``, no source line."""
+    sets = [*TINY_NETWORKS, "train.threads=1", "train.max_steps=1", "model.latent_dim=65"]
+    sets.append(f"train.run_dir={tmp_path / 'run'}")
+    argv = [sys.executable, "-m", "implicit_vae.cli", "train"]
+    argv += [arg for item in sets for arg in ("--set", item)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warned = [line for line in proc.stderr.splitlines() if "latent_dim" in line]
+    assert warned == [
+        "implicit-vae: warning: model.latent_dim: 65 is more than the data's 64 dimensions; the "
+        "extra latent dimensions can carry nothing about x"
+    ], proc.stderr[-2000:]

@@ -206,7 +206,7 @@ class TrainConfig:
     beta1: float = _key(0.5, min=0.0, max=0.999, help="Adam's β1 (AVB uses 0.5)")
     beta2: float = _key(0.999, min=0.0, max=0.9999, help="Adam's β2")
     critic_steps: int = _key(
-        1, min=0, help="critic updates per model update (critic-based estimators need >= 1)"
+        1, min=0, help="critic updates per model update (>= 1 for an estimator with a critic)"
     )
     n_samples: int = _key(1, min=1, help="z samples per example")
     checkpoint_every: int = _key(500, min=1, help="steps between checkpoints (last.ckpt)")
