@@ -32,7 +32,7 @@ from implicit_vae.model import ImplicitVAE, IncompatibleComponentsError
 from implicit_vae.posteriors import POSTERIORS
 from implicit_vae.priors import StandardNormal
 from implicit_vae.training.checkpoint import CheckpointError, atomic_save
-from implicit_vae.training.fit import fit
+from implicit_vae.training.fit import TrainingInputWarning, fit
 from implicit_vae.training.runs import load_run
 from tiny_runs import TINY_NETWORKS
 
@@ -238,6 +238,9 @@ CASES = [
          ("divergence.name: 'avb_ac'", "needs log p(z)", "choose one of"), ConfigError),
     case("config-knn-one-sample", lambda t, r: train(t, "divergence.name=knn", "train.n_samples=1"),
          ("train.n_samples: 1", "knn", "expected >= 2"), ConfigError),
+    case("config-critic-never-trained", lambda t, r: train(t, "train.critic_steps=0"),
+         ("train.critic_steps: 0 never trains the critic", "'avb_ac'", "expected >= 1"),
+         ConfigError),
     case("config-fractions-leave-no-training-data",
          lambda t, r: train(t, "data.val_fraction=0.5", "data.test_fraction=0.45"),
          ("data.val_fraction + data.test_fraction", "expected a sum below 0.9"), ConfigError),
@@ -469,6 +472,34 @@ def test_intensities_in_the_unit_interval_are_accepted_for_a_bernoulli_likelihoo
     np.save(tmp_path / "x.npy", CONTINUOUS)
     data = load_dataset(DataConfig(name="file", path=str(tmp_path / "x.npy")), seed=0)
     assert data.binary and data.dynamic_binarize
+
+
+# Inputs that train but probably not as meant: one warning naming the key, exit code 0 (the CLI
+# prints each warning as one line, tests/cli/test_startup.py).
+# fmt: off
+WARNED = [
+    pytest.param(("train.batch_size=5000",),
+                 ("train.batch_size: 5000 is more than the 1437 training examples",), id="batch"),
+    pytest.param(("model.latent_dim=65",),
+                 ("model.latent_dim: 65 is more than the data's 64 dimensions",), id="latent-dim"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("sets,expected", WARNED)
+def test_suspicious_input_warns_in_one_line_and_trains(sets, expected, tmp_path):
+    with pytest.warns(TrainingInputWarning) as record:
+        assert main(train(tmp_path, "train.max_steps=1", *sets)) == 0
+    warned = [str(w.message) for w in record if w.category is TrainingInputWarning]
+    assert len(warned) == 1 and "\n" not in warned[0], warned
+    for fragment in expected:
+        assert fragment in warned[0], (fragment, warned[0])
+
+
+def test_critic_free_estimators_train_with_no_critic_steps(tmp_path):
+    """critic_steps=0 is refused only where there is a critic to leave untrained."""
+    sets = ("train.critic_steps=0", "divergence.name=analytic", "model.posterior=gaussian")
+    assert main(train(tmp_path, "train.max_steps=1", *sets)) == 0
 
 
 def test_no_case_changed_a_file_of_the_shared_run(trained):

@@ -155,3 +155,18 @@ def test_a_size_the_chosen_class_does_not_read_warns():
     cfg = load_config(overrides=[*SMALL, "model.posterior=implicit", "model.n_basis=3"])
     with pytest.warns(UnusedOptionWarning, match="model.n_basis"):
         build_model(cfg, 6)
+
+
+def test_empty_hidden_means_linear_encoder_and_decoder():
+    """model.hidden=[] (as its help says): no hidden layer, one affine map each way."""
+    cfg = load_config(
+        overrides=["model.hidden=[]", "model.posterior=gaussian", "divergence.name=analytic"]
+    )
+    model = build_model(cfg, 64)
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    d, z = 64, cfg.model.latent_dim
+    assert count(model.posterior) == d * 2 * z + 2 * z  # x -> (μ, log σ)
+    assert count(model.likelihood) == z * d + d  # z -> Bernoulli logits

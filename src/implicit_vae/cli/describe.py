@@ -15,11 +15,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    cfg = load_config(resolve_config(args.config), args.set)  # checked before torch is imported
     from ..config.factory import build_model
     from ..data import load_dataset
     from .model_picture import describe
 
-    cfg = load_config(resolve_config(args.config), args.set)
     data = load_dataset(cfg.data, cfg.train.seed)
     model = build_model(cfg, data.event_shape)
     print(

@@ -2,6 +2,9 @@
 
 One module per command, each with ``add_parser(subparsers)`` and ``run(args)``. Every user error
 (bad config, data, checkpoint or argument) prints one line and exits with code 2.
+
+Nothing here imports torch or Lightning at import time: each command imports what it needs when it
+runs, so a bad option or config value is reported in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ import os
 import sys
 import warnings
 
-from ..config import ConfigError
-from ..training.checkpoint import CheckpointError
-from . import audit, compare, describe, evaluate, train
+from .. import __version__
+from . import audit, compare, config, describe, evaluate, train
 from .common import EXIT_NONFINITE, EXIT_USAGE, OneLineArgumentParser
 
 COMMANDS = {
@@ -22,7 +24,30 @@ COMMANDS = {
     "evaluate": evaluate,
     "compare": compare,
     "audit": audit,
+    "config": config,
 }
+
+# The errors that mean bad input (one line, exit code 2), by the module that defines each. They are
+# looked up among the modules already imported: an error whose module was never imported cannot have
+# been raised, and importing its module to find out would import torch.
+USER_ERRORS = {
+    "implicit_vae.config.schema": "ConfigError",
+    "implicit_vae.data.errors": "DataError",
+    "implicit_vae.training.checkpoint": "CheckpointError",
+    "implicit_vae.evaluation._common": "EvaluationError",
+    "implicit_vae.model": "IncompatibleComponentsError",
+}
+NONFINITE_ERROR = {"implicit_vae.training.guards": "NonFiniteError"}
+INTERRUPTED = {"implicit_vae.training.module": "TrainingInterrupted"}
+
+
+def _loaded(errors: dict[str, str]) -> tuple[type[BaseException], ...]:
+    """The classes named in ``errors`` whose modules are imported (an empty tuple matches nothing)."""
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, name in errors.items()
+        if module in sys.modules
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="implicit-vae",
         description="VAEs with implicit posteriors: train, inspect and evaluate.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser
     )
@@ -46,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     compare.add_parser(sub)
     audit.add_parser(sub)
+    config.add_parser(sub)
     return parser
 
 
@@ -56,11 +83,6 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``implicit-vae`` console script; returns the exit code."""
-    from ..data import DataError
-    from ..evaluation import EvaluationError
-    from ..model import IncompatibleComponentsError
-    from ..training.guards import NonFiniteError
-
     warnings.formatwarning = _one_line_warning
     try:
         args = _parser().parse_args(argv)
@@ -75,23 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             except SystemExit as done:  # its own argument errors and --help
                 return done.code if isinstance(done.code, int) else EXIT_USAGE
         COMMANDS[args.command].run(args)
-    except (
-        ConfigError,
-        DataError,
-        CheckpointError,
-        EvaluationError,
-        IncompatibleComponentsError,
-    ) as err:
-        print(f"implicit-vae: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except NonFiniteError as err:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one reports
-            print(f"implicit-vae: {err}", file=sys.stderr)
-        return EXIT_NONFINITE
     except KeyboardInterrupt as err:
-        from ..training.module import TrainingInterrupted
-
-        if not isinstance(err, TrainingInterrupted):  # a second Ctrl-C, or outside training
+        if not isinstance(err, _loaded(INTERRUPTED)):  # a second Ctrl-C, or outside training
             print("implicit-vae: interrupted; the last checkpoint is intact", file=sys.stderr)
         elif os.environ.get("RANK", "0") == "0":  # last.ckpt is at the step it names
             print(f"implicit-vae: {err}", file=sys.stderr)
@@ -101,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         # stdout at devnull so that the interpreter's final flush does not raise again.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must stay open until exit
         return 1
+    except Exception as err:
+        if isinstance(err, _loaded(USER_ERRORS)):
+            print(f"implicit-vae: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(err, _loaded(NONFINITE_ERROR)):
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one reports
+                print(f"implicit-vae: {err}", file=sys.stderr)
+            return EXIT_NONFINITE
+        raise
     return 0
 
 

@@ -24,15 +24,17 @@ def _announce(run_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Train (or resume); SIGINT/SIGTERM stop after the current step with ``last.ckpt`` at it, and
-    :func:`implicit_vae.cli.main.main` prints where to resume from (exit code 130)."""
-    from ..training.fit import fit
+    :func:`implicit_vae.cli.main.main` prints where to resume from (exit code 130).
 
+    The config is checked before torch and Lightning are imported, so a bad value fails at once."""
     if args.resume:
         if args.config:
             raise ConfigError(
                 "--config cannot be combined with --resume; the run's stored config is used"
             )
         overrides = dict(parse_override(o) for o in args.set)
+        from ..training.fit import fit
+
         run_dir, summary = fit(
             None,  # type: ignore[arg-type]
             resume=args.resume,
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> None:
         )
     else:
         cfg = load_config(resolve_config(args.config), args.set)
+        from ..training.fit import fit
+
         run_dir, summary = fit(cfg, on_start=_announce)
     if not summary:  # a torchrun process other than rank 0: rank 0 reports
         return

@@ -34,162 +34,245 @@ class ConfigError(ValueError):
     """A configuration value, key or file is invalid."""
 
 
-def _choices(*names: str) -> dict:
-    return {"choices": names}
-
-
-def _at_least(low: float) -> dict:
-    return {"min": low}
+def _key(
+    default: Any = dataclasses.MISSING, *, help: str, factory: Any = None, **checks: Any
+) -> Any:
+    """A config field with its one line of ``help`` (shown by ``implicit-vae config --show``) and
+    its checks: ``choices``, ``min`` (``exclusive_min``), ``max``; for a list they apply to each item."""
+    meta = {"help": help, **checks}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    name: str = field(
-        default="digits", metadata=_choices("toy4", "digits", "mnist", "file", "binarized_mnist")
-    )  # binarized_mnist: the fixed 0/1 benchmark with its own train/valid/test split
-    path: str | None = None  # IDX dir (mnist); .amat dir (binarized_mnist); npz/npy/csv/amat file
-    binarize: str = field(
-        default="auto", metadata=_choices("auto", "dynamic", "fixed", "none")
-    )  # auto: dynamic for grey levels, nothing for 0/1 data (binarized_mnist allows auto or none)
-    val_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
-    test_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
-    toy4_size: int = field(default=4096, metadata=_at_least(4))  # examples drawn for toy4
-    mnist_train_limit: int | None = field(
-        default=None, metadata=_at_least(1)
-    )  # mnist, binarized_mnist: use only the first N training images (None: all)
-    image_shape: list[int] | None = field(
-        default=None, metadata=_at_least(1)
-    )  # file: rows are images of [H, W] or [C, H, W] (digits and mnist know theirs)
+    name: str = _key(
+        "digits",
+        choices=("toy4", "digits", "mnist", "file", "binarized_mnist"),
+        help="data set; binarized_mnist is the fixed 0/1 benchmark with its own train/valid/test "
+        "split",
+    )
+    path: str | None = _key(
+        None, help="IDX dir (mnist); .amat dir (binarized_mnist); npz/npy/csv/amat file (file)"
+    )
+    binarize: str = _key(
+        "auto",
+        choices=("auto", "dynamic", "fixed", "none"),
+        help="auto: dynamic for grey levels, nothing for 0/1 data (binarized_mnist allows auto or "
+        "none)",
+    )
+    val_fraction: float = _key(0.1, min=0.0, max=0.5, help="fraction held out for validation")
+    test_fraction: float = _key(0.1, min=0.0, max=0.5, help="fraction held out for testing")
+    toy4_size: int = _key(4096, min=4, help="examples drawn for toy4")
+    mnist_train_limit: int | None = _key(
+        None,
+        min=1,
+        help="mnist, binarized_mnist: use only the first N training images (null: all)",
+    )
+    image_shape: list[int] | None = _key(
+        None,
+        min=1,
+        help="file: rows are images of [H, W] or [C, H, W] (digits and mnist know theirs)",
+    )
 
 
 @dataclass
 class ModelConfig:
-    latent_dim: int = field(default=8, metadata=_at_least(1))
-    posterior: str = field(default="noise_basis", metadata=_choices(*POSTERIOR_NAMES))
-    likelihood: str = field(default="bernoulli", metadata=_choices(*LIKELIHOOD_NAMES))
-    prior: str = field(default="standard_normal", metadata=_choices(*PRIOR_NAMES))
-    prior_components: int = field(default=10, metadata=_at_least(1))  # gaussian_mixture: K
-    prior_learnable: bool = True  # gaussian_mixture: train weights, means and scales
-    prior_noise_dim: int = field(default=8, metadata=_at_least(1))  # implicit prior: η dimension
-    prior_hidden: list[int] = field(
-        default_factory=lambda: [64, 64], metadata=_at_least(1)
-    )  # implicit prior: generator widths
-    prior_path: str | None = None  # samples: .npy file of shape (N, latent_dim)
-    hidden: list[int] = field(default_factory=lambda: [256, 256])  # encoder and decoder widths
-    activation: str = field(default="elu", metadata=_choices(*ACTIVATION_NAMES))
-    noise_dim: int = field(default=16, metadata=_at_least(1))  # ε dimension of implicit samplers
-    n_basis: int = field(default=16, metadata=_at_least(1))  # noise_basis: number of v_i(ε_i)
-    inject_noise: bool = False  # implicit: also add a linear map of ε at every hidden layer
-    moment_samples: int | None = field(
-        default=None, metadata=_at_least(2)
-    )  # implicit: independent draws per x for adaptive contrast's moments (None: 10·latent_dim)
-    posterior_sigma: str = field(
-        default="global", metadata=_choices("global", "x", "x_eps")
-    )  # semi_implicit: σ of N(z; μ(x, ε), σ²) is one vector, a network of x, or of (x, ε)
-    beta: float = field(default=1.0, metadata=_at_least(0.0))  # KL weight; 1 is the ELBO
-    architecture: str = field(
-        default="mlp", metadata=_choices(*ARCHITECTURE_NAMES)
-    )  # mlp, or conv: AVB's convolutional networks (image data only)
-    conv_width: int | None = field(
-        default=None, metadata=_at_least(1)
-    )  # conv: channels of the first conv layer, doubling after (None: AVB's 64, 32 below 16 px)
-    encoder: str | None = None  # your own encoder builder, "package.module:function"
-    decoder: str | None = None  # your own decoder builder, "package.module:function"
-    critic: str | None = None  # your own builder of the critic's x-branch, "package.module:function"
-    posterior_options: dict = field(
-        default_factory=dict
-    )  # further keyword arguments of the posterior class (e.g. moment_samples, basis_hidden)
-    prior_options: dict = field(default_factory=dict)  # further keyword arguments of the prior
-    likelihood_options: dict = field(default_factory=dict)  # e.g. fixed_std for gaussian
-    prior_critic_options: dict = field(
-        default_factory=dict
-    )  # learnable implicit prior: the aggregate critic D(z) (width, blocks, prior_samples)
+    latent_dim: int = _key(8, min=1, help="dimension of z")
+    posterior: str = _key("noise_basis", choices=POSTERIOR_NAMES, help="family of q(z|x)")
+    likelihood: str = _key(
+        "bernoulli", choices=LIKELIHOOD_NAMES, help="p(x|z): bernoulli for 0/1 data, gaussian else"
+    )
+    prior: str = _key("standard_normal", choices=PRIOR_NAMES, help="p(z)")
+    prior_components: int = _key(10, min=1, help="gaussian_mixture prior: number of components K")
+    prior_learnable: bool = _key(
+        True, help="gaussian_mixture prior: train its weights, means and scales"
+    )
+    prior_noise_dim: int = _key(8, min=1, help="implicit prior: dimension of its noise η")
+    prior_hidden: list[int] = _key(
+        factory=lambda: [64, 64], min=1, help="implicit prior: hidden widths of its generator"
+    )
+    prior_path: str | None = _key(None, help="samples prior: .npy file of shape (N, latent_dim)")
+    hidden: list[int] = _key(
+        factory=lambda: [256, 256],
+        min=1,
+        help="hidden widths of the encoder, reversed for the decoder ([]: no hidden layer, linear "
+        "maps)",
+    )
+    activation: str = _key("elu", choices=ACTIVATION_NAMES, help="activation of every MLP")
+    noise_dim: int = _key(16, min=1, help="dimension of the noise ε of implicit samplers")
+    n_basis: int = _key(16, min=1, help="noise_basis: number of noise vectors v_i(ε_i)")
+    inject_noise: bool = _key(
+        False, help="implicit: also add a linear map of ε at every hidden layer"
+    )
+    moment_samples: int | None = _key(
+        None,
+        min=2,
+        help="implicit: independent draws per x for adaptive contrast's moments (null: "
+        "10·latent_dim)",
+    )
+    posterior_sigma: str = _key(
+        "global",
+        choices=("global", "x", "x_eps"),
+        help="semi_implicit: σ of N(z; μ(x, ε), σ²) is one vector, a network of x, or of (x, ε)",
+    )
+    beta: float = _key(1.0, min=0.0, help="weight of the KL term; 1 is the ELBO")
+    architecture: str = _key(
+        "mlp",
+        choices=ARCHITECTURE_NAMES,
+        help="mlp, or conv: AVB's convolutional networks (image data only)",
+    )
+    conv_width: int | None = _key(
+        None,
+        min=1,
+        help="conv: channels of the first conv layer, doubling after (null: AVB's 64, 32 below "
+        "16 px)",
+    )
+    encoder: str | None = _key(None, help='your own encoder builder, "package.module:function"')
+    decoder: str | None = _key(None, help='your own decoder builder, "package.module:function"')
+    critic: str | None = _key(
+        None, help='your own builder of the critic\'s x-branch, "package.module:function"'
+    )
+    posterior_options: dict = _key(
+        factory=dict,
+        help="further keyword arguments of the posterior class (e.g. moment_samples, basis_hidden)",
+    )
+    prior_options: dict = _key(factory=dict, help="further keyword arguments of the prior class")
+    likelihood_options: dict = _key(
+        factory=dict,
+        help="further keyword arguments of the likelihood (e.g. fixed_std for gaussian)",
+    )
+    prior_critic_options: dict = _key(
+        factory=dict,
+        help="learnable implicit prior: options of the aggregate critic D(z) (width, blocks, "
+        "prior_samples)",
+    )
 
 
 @dataclass
 class DivergenceConfig:
-    name: str = field(default="avb_ac", metadata=_choices(*ESTIMATOR_NAMES))
+    name: str = _key(
+        "avb_ac", choices=ESTIMATOR_NAMES, help="estimator of KL(q(z|x) ‖ p(z)) (or its divergence)"
+    )
     # critic_width, critic_blocks: the library's one critic size, divergences.critics.CRITIC_WIDTH
     # and CRITIC_BLOCKS (tests/divergences/test_gaussian_skip.py checks that they agree)
-    critic_width: int = field(default=256, metadata=_at_least(1))
-    critic_blocks: int = field(default=3, metadata=_at_least(0))
-    gaussian_skip: bool | str = field(
-        default="auto", metadata=_choices("auto", True, False)
-    )  # ½‖z‖² in the critic: auto = on iff avb/aae with a standard normal prior; false = off;
-    # true = auto too (what true meant before auto existed: old configs load and resume unchanged);
-    # to force it on elsewhere: divergence.options.gaussian_skip=true (refused where meaningless)
-    waymarks: int = field(
-        default=1, metadata=_at_least(1)
-    )  # avb/avb_ac/aae: K telescoping classifiers across the density chasm (1: a single critic)
-    contrast: str = field(
-        default="diagonal", metadata=_choices("diagonal", "full")
-    )  # avb_ac: normalise z by q's standard deviations (AVB) or by its full covariance
-    contrast_scale: float = field(
-        default=1.0, metadata={"min": 0.0, "exclusive_min": True}
-    )  # avb_ac: contrast N(μ, s²Σ); s > 1 lets the critic see, and charge, q's heavy tails
-    mixing_samples: int = field(
-        default=100, metadata=_at_least(1)
-    )  # sivi: K fresh mixing draws beside the generating one in log q̂ (SIVI's code: 1, then 50);
-    # uivi: the same K, for its reported value only
-    options: dict = field(
-        default_factory=dict
-    )  # further keyword arguments of the estimator class (e.g. k for knn, bandwidth for kde)
+    critic_width: int = _key(256, min=1, help="hidden width of the critic")
+    critic_blocks: int = _key(3, min=0, help="hidden blocks of the critic")
+    gaussian_skip: bool | str = _key(
+        "auto",
+        choices=("auto", True, False),
+        help="½‖z‖² in the critic: auto = on iff avb/aae with a standard normal prior; false = "
+        "off; true = auto (as before auto existed)",
+    )  # to force it on elsewhere: divergence.options.gaussian_skip=true (refused where meaningless)
+    waymarks: int = _key(
+        1,
+        min=1,
+        help="avb/avb_ac/aae: K telescoping classifiers across the density chasm (1: a single "
+        "critic)",
+    )
+    contrast: str = _key(
+        "diagonal",
+        choices=("diagonal", "full"),
+        help="avb_ac: normalise z by q's standard deviations (AVB) or by its full covariance",
+    )
+    contrast_scale: float = _key(
+        1.0,
+        min=0.0,
+        exclusive_min=True,
+        help="avb_ac: contrast N(μ, s²Σ); s > 1 lets the critic see, and charge, q's heavy tails",
+    )
+    mixing_samples: int = _key(
+        100,
+        min=1,
+        help="sivi, uivi: K fresh mixing draws beside the generating one in log q̂ (uivi: only "
+        "for its reported value)",
+    )  # SIVI's own code uses K = 1, then 50
+    options: dict = _key(
+        factory=dict,
+        help="further keyword arguments of the estimator class (e.g. k for knn, bandwidth for kde)",
+    )
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = field(default=3000, metadata=_at_least(1))  # model (primal) updates
-    batch_size: int = field(default=128, metadata=_at_least(1))
-    seed: int = field(default=0, metadata=_at_least(0))
-    lr: float = field(default=1e-3, metadata={"min": 0.0, "exclusive_min": True})
-    critic_lr: float = field(default=1e-3, metadata={"min": 0.0, "exclusive_min": True})
-    lr_schedule: str = field(
-        default="constant", metadata=_choices(*SCHEDULE_NAMES)
-    )  # factor on both learning rates: constant, or cosine decay to 0 over max_steps
-    beta1: float = field(default=0.5, metadata={"min": 0.0, "max": 0.999})  # AVB uses 0.5
-    beta2: float = field(default=0.999, metadata={"min": 0.0, "max": 0.9999})
-    critic_steps: int = field(default=1, metadata=_at_least(0))  # critic updates per model update
-    n_samples: int = field(default=1, metadata=_at_least(1))  # z samples per example
-    checkpoint_every: int = field(default=500, metadata=_at_least(1))
-    val_every: int = field(default=250, metadata=_at_least(1))
-    select_by: str = field(
-        default="loss", metadata=_choices("loss", "iw_bound", "ais")
-    )  # best.ckpt: lowest validation loss, or highest IW bound / AIS estimate of log p(x)
-    select_examples: int = field(
-        default=256, metadata=_at_least(1)
-    )  # iw_bound, ais: computed on the first N validation examples, the same ones every time
-    select_samples: int = field(
-        default=64, metadata=_at_least(1)
-    )  # iw_bound: K importance samples per example (semi-implicit: each with K mixing draws)
-    select_ais_chains: int = field(default=4, metadata=_at_least(1))  # ais: chains per example
-    select_ais_steps: int = field(default=100, metadata=_at_least(1))  # ais: annealing steps
-    log_every: int = field(default=10, metadata=_at_least(1))
-    run_dir: str = "runs/default"
-    progress_bar: bool = True
-    threads: int | None = field(
-        default=None, metadata=_at_least(1)
-    )  # torch intra-op threads (None: torch's default)
-    on_nonfinite: str = field(
-        default="stop", metadata=_choices("stop", "skip")
-    )  # NaN/inf in a loss, gradient or weight: stop, or skip the batch
-    max_consecutive_skips: int = field(default=50, metadata=_at_least(1))  # skip: then stop anyway
-    detect_anomaly: bool = False  # debug: torch.autograd.detect_anomaly around every update (slow)
-    saturation_threshold: float = field(
-        default=0.99, metadata={"min": 0.5, "max": 1.0}
-    )  # critic accuracy above which a step counts as saturated
-    saturation_patience: int = field(default=200, metadata=_at_least(1))  # steps before the alarm
-    strategy: str = field(
-        default="auto", metadata=_choices("auto", "ddp")
-    )  # auto: DDP when torchrun starts several processes; ddp: always DDP (needs torchrun)
-    accelerator: str = field(
-        default="auto", metadata=_choices("auto", "cpu", "gpu", "cuda", "mps")
-    )  # auto: a CUDA GPU if one is visible, else the CPU; gpu is cuda
-    devices: int | None = field(
-        default=None, metadata=_at_least(1)
-    )  # devices per machine; None: 1, or torchrun's --nproc_per_node (one process per device)
-    precision: str = field(
-        default="32-true", metadata=_choices("32-true", "bf16-mixed", "16-mixed")
-    )  # mixed: autocast forward passes, fp32 weights; 16-mixed (CUDA only) adds a GradScaler
+    max_steps: int = _key(3000, min=1, help="model (primal) updates")
+    batch_size: int = _key(128, min=1, help="examples per update")
+    seed: int = _key(0, min=0, help="seed of every random number (weights, batches, noise)")
+    lr: float = _key(1e-3, min=0.0, exclusive_min=True, help="learning rate of the model (Adam)")
+    critic_lr: float = _key(
+        1e-3, min=0.0, exclusive_min=True, help="learning rate of the critic (Adam)"
+    )
+    lr_schedule: str = _key(
+        "constant",
+        choices=SCHEDULE_NAMES,
+        help="factor on both learning rates: constant, or cosine decay to 0 over max_steps",
+    )
+    beta1: float = _key(0.5, min=0.0, max=0.999, help="Adam's β1 (AVB uses 0.5)")
+    beta2: float = _key(0.999, min=0.0, max=0.9999, help="Adam's β2")
+    critic_steps: int = _key(
+        1, min=0, help="critic updates per model update (>= 1 for an estimator with a critic)"
+    )
+    n_samples: int = _key(1, min=1, help="z samples per example")
+    checkpoint_every: int = _key(500, min=1, help="steps between checkpoints (last.ckpt)")
+    val_every: int = _key(250, min=1, help="steps between validations (best.ckpt by select_by)")
+    select_by: str = _key(
+        "loss",
+        choices=("loss", "iw_bound", "ais"),
+        help="best.ckpt: lowest validation loss, or highest IW bound / AIS estimate of log p(x)",
+    )
+    select_examples: int = _key(
+        256, min=1, help="iw_bound, ais: the first N validation examples, the same every time"
+    )
+    select_samples: int = _key(
+        64, min=1, help="iw_bound: K importance samples per example (semi-implicit: K mixing each)"
+    )
+    select_ais_chains: int = _key(4, min=1, help="select_by=ais: chains per example")
+    select_ais_steps: int = _key(100, min=1, help="select_by=ais: annealing steps")
+    log_every: int = _key(10, min=1, help="steps between rows of metrics.csv and TensorBoard")
+    run_dir: str = _key(
+        "runs/default", help="output directory; if taken, the first free of DIR-2, DIR-3…"
+    )
+    progress_bar: bool = _key(True, help="show a progress bar")
+    threads: int | None = _key(None, min=1, help="torch intra-op threads (null: torch's default)")
+    on_nonfinite: str = _key(
+        "stop",
+        choices=("stop", "skip"),
+        help="NaN/inf in a loss, gradient or weight: stop, or skip the batch",
+    )
+    max_consecutive_skips: int = _key(
+        50, min=1, help="on_nonfinite=skip: stop after this many skipped batches in a row"
+    )
+    detect_anomaly: bool = _key(
+        False, help="debug: torch.autograd.detect_anomaly around every update (slow)"
+    )
+    saturation_threshold: float = _key(
+        0.99, min=0.5, max=1.0, help="critic accuracy above which a step counts as saturated"
+    )
+    saturation_patience: int = _key(
+        200, min=1, help="saturated steps in a row before the critic-saturation warning"
+    )
+    strategy: str = _key(
+        "auto",
+        choices=("auto", "ddp"),
+        help="auto: DDP when torchrun starts several processes; ddp: always DDP (needs torchrun)",
+    )
+    accelerator: str = _key(
+        "auto",
+        choices=("auto", "cpu", "gpu", "cuda", "mps"),
+        help="auto: a CUDA GPU if one is visible, else the CPU; gpu is cuda",
+    )
+    devices: int | None = _key(
+        None,
+        min=1,
+        help="devices per machine; null: 1, or torchrun's --nproc_per_node (one process per "
+        "device)",
+    )
+    precision: str = _key(
+        "32-true",
+        choices=("32-true", "bf16-mixed", "16-mixed"),
+        help="mixed: autocast forward passes, fp32 weights; 16-mixed (CUDA only) adds a GradScaler",
+    )
 
 
 @dataclass
@@ -274,12 +357,13 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError
 
 
-def _check_range(key: str, value: Any, meta: dict) -> None:
+def _check_range(key: str, value: Any, meta: Any) -> None:
     if value is None:
         return
     if "choices" in meta and value not in meta["choices"]:
-        shown = (str(c).lower() if isinstance(c, bool) else c for c in meta["choices"])
-        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {', '.join(shown)}")
+        raise ConfigError(
+            f"{key}: {value!r} is not allowed; expected one of {', '.join(meta['choices'])}"
+        )
     values = value if isinstance(value, list) else [value]
     for v in values:
         if not isinstance(v, (int, float)):
@@ -311,11 +395,50 @@ def _set(cfg: Config, key: str, value: Any) -> None:
         raise ConfigError(
             f"{key}: {value!r} has the wrong type; expected {_type_name(tp)}"
         ) from None
-    meta = dict(fields[name].metadata)
-    if name == "hidden":
-        meta.setdefault("min", 1)
-    _check_range(key, coerced, meta)
+    _check_range(key, coerced, fields[name].metadata)
     setattr(section, name, coerced)
+
+
+def _short_type(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(_short_type(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"list[{_short_type(typing.get_args(tp)[0])}]"
+    return {type(None): "null", dict: "mapping"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _allowed(meta: Any, is_list: bool) -> str:
+    """The choices or range of a field, in words ("" if any value of its type is allowed)."""
+    if "choices" in meta:
+        return "one of " + ", ".join(meta["choices"])
+    bounds = []
+    if "min" in meta:
+        bounds.append(f"{'>' if meta.get('exclusive_min') else '>='} {meta['min']}")
+    if "max" in meta:
+        bounds.append(f"<= {meta['max']}")
+    return ("each " if is_list and bounds else "") + ", ".join(bounds)
+
+
+def key_table(cfg: Config | None = None) -> list[dict[str, Any]]:
+    """Every config key, in schema order: ``key``, ``type``, ``default``, ``value`` (in ``cfg``, or
+    the default), ``allowed`` (choices or range, "" if any value of the type) and ``help``."""
+    cfg = cfg if cfg is not None else Config()
+    defaults = Config()
+    rows = []
+    for section in SECTIONS:
+        hints = typing.get_type_hints(type(getattr(defaults, section)))
+        for f in dataclasses.fields(getattr(defaults, section)):
+            rows.append(
+                {
+                    "key": f"{section}.{f.name}",
+                    "type": _short_type(hints[f.name]),
+                    "default": getattr(getattr(defaults, section), f.name),
+                    "value": getattr(getattr(cfg, section), f.name),
+                    "allowed": _allowed(f.metadata, "list" in _short_type(hints[f.name])),
+                    "help": f.metadata.get("help", ""),
+                }
+            )
+    return rows
 
 
 def _flatten(raw: Any, source: str) -> dict[str, Any]:

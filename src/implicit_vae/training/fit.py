@@ -13,6 +13,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ from .selection import criterion_for
 
 __all__ = [
     "NonFiniteError",
+    "TrainingInputWarning",
     "TrainingInterrupted",
     "TwoPlayerLoop",
+    "check_against_data",
     "fit",
     "new_run_dir",
     "resume_config",
@@ -179,11 +182,7 @@ def _fit(
     data = load_dataset(cfg.data, cfg.train.seed)
     model = build_model(cfg, data.event_shape)  # on the CPU: the same initial weights on any device
     criterion_for(cfg.train, model)  # a select_by the model cannot compute fails before any run dir
-    if model.likelihood.needs_binary_data and not data.binary:
-        raise ConfigError(
-            "model.likelihood: 'bernoulli' needs binary data, but these data are "
-            "continuous; use data.binarize=dynamic or fixed, or model.likelihood=gaussian"
-        )
+    check_against_data(cfg, model, data, warn=world.is_zero)
     world.local_batch(min(cfg.train.batch_size, data.train.shape[0]))  # must split evenly
     if world.rank:  # same initial weights (DDP broadcasts rank 0's), own posterior/prior noise
         seed_everything(world.rank_seed(cfg.train.seed), verbose=False)
@@ -219,6 +218,49 @@ def _fit(
         if loop.logs is not None:
             loop.logs.close()
     return run_dir, (write_outputs(loop, run_dir) if world.is_zero else {})
+
+
+class TrainingInputWarning(UserWarning):
+    """A config that trains, but probably not as meant (the message names the key)."""
+
+
+def check_against_data(cfg: Config, model: Any, data: Any, warn: bool = True) -> None:
+    """Refuse or warn about settings that only the built model and the loaded data show to be
+    wrong, before anything is written.
+
+    Raises:
+        ConfigError: a Bernoulli likelihood on continuous data; ``train.critic_steps=0`` with an
+            estimator that has a critic (it would stay at its random initialisation, and so would
+            the KL estimate that the model is trained on).
+    """
+    if model.likelihood.needs_binary_data and not data.binary:
+        raise ConfigError(
+            "model.likelihood: 'bernoulli' needs binary data, but these data are "
+            "continuous; use data.binarize=dynamic or fixed, or model.likelihood=gaussian"
+        )
+    if cfg.train.critic_steps == 0 and model.critic_parameters():
+        raise ConfigError(
+            f"train.critic_steps: 0 never trains the critic of divergence.name="
+            f"{cfg.divergence.name!r}, so its KL estimate stays that of random weights; "
+            "expected >= 1"
+        )
+    if not warn:  # under torchrun, rank 0 says it once
+        return
+    n, dim = data.train.shape[0], data.data_dim
+    if cfg.train.batch_size > n:
+        warnings.warn(
+            f"train.batch_size: {cfg.train.batch_size} is more than the {n} training examples; "
+            f"every batch is the whole training set ({n})",
+            TrainingInputWarning,
+            stacklevel=3,
+        )
+    if cfg.model.latent_dim > dim:
+        warnings.warn(
+            f"model.latent_dim: {cfg.model.latent_dim} is more than the data's {dim} dimensions; "
+            "the extra latent dimensions can carry nothing about x",
+            TrainingInputWarning,
+            stacklevel=3,
+        )
 
 
 def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
