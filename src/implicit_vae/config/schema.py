@@ -162,8 +162,7 @@ class DivergenceConfig:
     gaussian_skip: bool | str = _key(
         "auto",
         choices=("auto", True, False),
-        help="½‖z‖² in the critic: auto = on iff avb/aae with a standard normal prior; false = "
-        "off; true = auto (as before auto existed)",
+        help="½‖z‖² in the critic; auto: on iff avb/aae with N(0, I) prior; true = auto; false: off",
     )  # to force it on elsewhere: divergence.options.gaussian_skip=true (refused where meaningless)
     waymarks: int = _key(
         1,
@@ -361,9 +360,7 @@ def _check_range(key: str, value: Any, meta: Any) -> None:
     if value is None:
         return
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(
-            f"{key}: {value!r} is not allowed; expected one of {', '.join(meta['choices'])}"
-        )
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {_allowed(meta, False)}")
     values = value if isinstance(value, list) else [value]
     for v in values:
         if not isinstance(v, (int, float)):
@@ -409,8 +406,10 @@ def _short_type(tp: Any) -> str:
 
 def _allowed(meta: Any, is_list: bool) -> str:
     """The choices or range of a field, in words ("" if any value of its type is allowed)."""
-    if "choices" in meta:
-        return "one of " + ", ".join(meta["choices"])
+    if "choices" in meta:  # booleans as YAML spells them
+        return "one of " + ", ".join(
+            str(c).lower() if isinstance(c, bool) else str(c) for c in meta["choices"]
+        )
     bounds = []
     if "min" in meta:
         bounds.append(f"{'>' if meta.get('exclusive_min') else '>='} {meta['min']}")
