@@ -13,7 +13,7 @@ from implicit_vae.config import ConfigError, load_config
 from implicit_vae.data.stream import BatchStream
 from implicit_vae.training.checkpoint import load_checkpoint
 from implicit_vae.training.fit import fit, new_run_dir
-from tiny_runs import TINY_NETWORKS
+from tiny_runs import TINY_NETWORKS, assert_same_training_state
 
 # A small network keeps each run to a few seconds while exercising every code path.
 SMALL = [
@@ -85,15 +85,7 @@ def test_resume_reproduces_an_unbroken_run(tmp_path, divergence, posterior):
     )
     fit(split)
     fit(None, resume=tmp_path / "split", resume_overrides={"train.max_steps": 25})
-    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")
-    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.ckpt")
-    assert a["model_step"] == b["model_step"] == 25
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for opt_a, opt_b in zip(a["optimizers"], b["optimizers"]):
-        for pid, state in opt_a["state"].items():
-            assert all(torch.equal(state[k], opt_b["state"][pid][k]) for k in state)
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert_same_training_state(tmp_path / "whole", tmp_path / "split", 25)
 
 
 def test_resume_mid_schedule_continues_the_cosine_curve(tmp_path, monkeypatch):
