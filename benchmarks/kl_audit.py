@@ -184,6 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/binarized_mnist")
     p.add_argument("--train-steps", type=int, default=None, help="override each model's steps")
     p.add_argument("--examples", type=int, default=32)
+    # K = 1000 left the widest MNIST bracket at 0.051 nat; 2000 halves every width.
     p.add_argument("--mixing", type=int, default=2000, help="K of the bracket")
     p.add_argument("--truth-samples", type=int, default=512)
     p.add_argument("--steps", type=int, default=200, help="critic updates per input")
