@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_settings = evaluation_settings(args, *data)
         eval_fp = fingerprint(eval_settings)
         args.workdir.mkdir(parents=True, exist_ok=True)
+        (args.out / "binarized_mnist").mkdir(parents=True, exist_ok=True)
         for setting in args.settings:
             spec = report.SETTINGS[setting]
             for model in spec["models"]:
