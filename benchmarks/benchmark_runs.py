@@ -32,9 +32,7 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     return rows
 
 
-def critic_health(
-    metrics: list[dict[str, float]], numbers: dict, points: int = 40
-) -> dict | None:
+def critic_health(metrics: list[dict[str, float]], numbers: dict, points: int = 40) -> dict | None:
     """Final critic accuracy / loss, a thinned training curve (``points`` rows; 0: none) and the
     ELBO-estimate-vs-AIS gap; None for models without a critic.
 

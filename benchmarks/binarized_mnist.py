@@ -85,8 +85,10 @@ def load_data(path: Path, subset: int | None, train_examples: int) -> tuple[torc
     except DataError as err:
         raise BenchmarkError(f"--data: {err}") from None
     n = subset or len(test)
-    return (torch.from_numpy(test[:n]).float(),
-            torch.from_numpy(train[: min(train_examples, subset or train_examples)]).float())
+    return (
+        torch.from_numpy(test[:n]).float(),
+        torch.from_numpy(train[: min(train_examples, subset or train_examples)]).float(),
+    )
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -136,8 +138,10 @@ def plan(run_dir: Path, want: dict, cached: dict | None, eval_fp: str, reuse: bo
         raise BenchmarkError(f"{run_dir} holds no checkpoint to resume; delete it to train again")
     have = comparable(load_config(run_dir / "config.yaml").to_dict(), IGNORED)
     if have != want:
-        raise BenchmarkError(f"--reuse-runs: {run_dir} was trained with other settings "
-                             f"({', '.join(differing_keys(want, have))}); delete it or match them")
+        raise BenchmarkError(
+            f"--reuse-runs: {run_dir} was trained with other settings "
+            f"({', '.join(differing_keys(want, have))}); delete it or match them"
+        )
     if not finished:
         return "resume"
     best = run_dir / "checkpoints" / "best.ckpt"
@@ -308,7 +312,9 @@ def write_report(args, command: str, eval_settings: dict, eval_fp: str) -> str:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--settings", default="a,b,c", help="comma list of a, b, c (default %(default)s)")
+    p.add_argument(
+        "--settings", default="a,b,c", help="comma list of a, b, c (default %(default)s)"
+    )
     p.add_argument("--models", default=None, help="comma list (default: each setting's models)")
     p.add_argument("--seeds", default=None, help="comma list (default: 0,1,2 for a; 0 for b, c)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

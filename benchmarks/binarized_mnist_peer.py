@@ -26,7 +26,9 @@ from implicit_vae.training.runs import write_json
 from speed_peers import BATCH, _our_epoch, _pythae_model
 
 NAME = "z40_pythae_vae_seed0"
-CONFIG = Path(__file__).resolve().parents[1] / "src/implicit_vae/configs/binarized_mnist_z40_vae.yaml"
+CONFIG = (
+    Path(__file__).resolve().parents[1] / "src/implicit_vae/configs/binarized_mnist_z40_vae.yaml"
+)
 TIMED_PAIRS = 3
 
 

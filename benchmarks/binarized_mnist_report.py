@@ -135,9 +135,14 @@ def goals(summary: dict, paired: dict, peer: dict | None) -> list[dict]:
 
     vae = full.get("vae")
     v = a.get("vae", {}).get("log_px_ais", {}).get("mean")
-    out.append({"setting": "a", "goal": f"VAE >= {ANCHORS['a', 'vae']['log_px']} "
-                f"({HEADLINE_SEEDS}-seed mean)", "value": v,
-                "status": _status(None if vae is None else v >= ANCHORS["a", "vae"]["log_px"])})
+    out.append(
+        {
+            "setting": "a",
+            "goal": f"VAE >= {ANCHORS['a', 'vae']['log_px']} ({HEADLINE_SEEDS}-seed mean)",
+            "value": v,
+            "status": _status(None if vae is None else v >= ANCHORS["a", "vae"]["log_px"]),
+        }
+    )
 
     complete = [m for m in IMPLICIT if m in full]
     best = max(complete, key=lambda m: full[m]["log_px_ais"]["mean"], default=None)
@@ -145,38 +150,68 @@ def goals(summary: dict, paired: dict, peer: dict | None) -> list[dict]:
     hit = [m for m in complete if full[m]["log_px_ais"]["mean"] >= target
            and full[m]["steps"] <= 100_000]  # fmt: skip
     ok = True if hit else (False if len(complete) == len(IMPLICIT) else None)
-    out.append({"setting": "a", "goal": f"best implicit >= {target} at <= 100k steps "
-                f"({HEADLINE_SEEDS}-seed mean)", "model": best,
-                "value": None if best is None else full[best]["log_px_ais"]["mean"],
-                "status": _status(ok)})
+    out.append(
+        {
+            "setting": "a",
+            "goal": f"best implicit >= {target} at <= 100k steps ({HEADLINE_SEEDS}-seed mean)",
+            "model": best,
+            "value": None if best is None else full[best]["log_px_ais"]["mean"],
+            "status": _status(ok),
+        }
+    )
 
     pair = paired.get("a_best_implicit_minus_vae")
     ok = None
     if pair is not None and len(pair["seeds"]) >= HEADLINE_SEEDS:
         ok = pair["difference"] >= 1.0
-    out.append({"setting": "a", "goal": f"best implicit - VAE >= +1 nat, paired per test image, "
-                f"{HEADLINE_SEEDS} seeds", "value": None if pair is None else pair["difference"],
-                "status": _status(ok)})
+    out.append(
+        {
+            "setting": "a",
+            "goal": f"best implicit - VAE >= +1 nat, paired per test image, {HEADLINE_SEEDS} seeds",
+            "value": None if pair is None else pair["difference"],
+            "status": _status(ok),
+        }
+    )
 
     b = summary.get("b", {})
     v = b.get("vae", {}).get("log_px_ais", {}).get("mean")
-    out.append({"setting": "b", "goal": f"VAE >= {ANCHORS['b', 'vae']['log_px']}", "value": v,
-                "status": _status(None if v is None else v >= ANCHORS["b", "vae"]["log_px"])})
+    out.append(
+        {
+            "setting": "b",
+            "goal": f"VAE >= {ANCHORS['b', 'vae']['log_px']}",
+            "value": v,
+            "status": _status(None if v is None else v >= ANCHORS["b", "vae"]["log_px"]),
+        }
+    )
     ours = b.get("vae", {}).get("log_px_is", {}).get("mean")
     theirs = None if not peer or "skipped" in peer else peer.get("log_px_is")
     ok = None if ours is None or theirs is None else ours >= theirs
-    out.append({"setting": "b", "goal": "VAE >= pythae's VAE trained here (both IS 5000, ours)",
-                "value": None if ok is None else ours - theirs, "status": _status(ok),
-                **({"note": peer["skipped"]} if peer and "skipped" in peer else {})})
+    out.append(
+        {
+            "setting": "b",
+            "goal": "VAE >= pythae's VAE trained here (both IS 5000, ours)",
+            "value": None if ok is None else ours - theirs,
+            "status": _status(ok),
+            **({"note": peer["skipped"]} if peer and "skipped" in peer else {}),
+        }
+    )
     pair = paired.get("b_avb_ac_minus_vae")
-    out.append({"setting": "b", "goal": "AVB-AC >= VAE + 0.5, paired",
-                "value": None if pair is None else pair["difference"],
-                "status": _status(None if pair is None else pair["difference"] >= 0.5)})
+    out.append(
+        {
+            "setting": "b",
+            "goal": "AVB-AC >= VAE + 0.5, paired",
+            "value": None if pair is None else pair["difference"],
+            "status": _status(None if pair is None else pair["difference"] >= 0.5),
+        }
+    )
     return out
 
 
-def build(records: dict[str, dict], per_image: Callable[[str], torch.Tensor | None],
-          peer: dict | None = None) -> dict:
+def build(
+    records: dict[str, dict],
+    per_image: Callable[[str], torch.Tensor | None],
+    peer: dict | None = None,
+) -> dict:
     """Per-run records (name → record with setting, model, seed) → summaries, pairings, goals."""
     by: dict[str, dict[str, dict[int, dict]]] = {}
     for r in records.values():
@@ -196,8 +231,12 @@ def build(records: dict[str, dict], per_image: Callable[[str], torch.Tensor | No
             pair = paired_over_seeds(by[s]["avb_ac"], by[s]["vae"], per_image)
             if pair is not None:
                 paired[f"{s}_avb_ac_minus_vae"] = pair
-    return {"settings": summary, "paired": paired, "goals": goals(summary, paired, peer),
-            "peer": peer}
+    return {
+        "settings": summary,
+        "paired": paired,
+        "goals": goals(summary, paired, peer),
+        "peer": peer,
+    }
 
 
 def _pm(entry: dict | None, digits: int = 2) -> str:
@@ -210,25 +249,38 @@ def _pm(entry: dict | None, digits: int = 2) -> str:
 def markdown(report: dict, command: str, evaluation: dict) -> str:
     """The README table: per setting, our rows beside the published ones; then pairings, goals."""
     e = evaluation
-    lines = ["Statically binarised MNIST (Larochelle & Murray: 50k train / 10k valid / 10k test); "
-             f"test log p(x) in nats on {e['test_examples']:,} test images, from best.ckpt; AIS "
-             f"{e['ais_chains']} chains × {e['ais_steps']} steps, IS {e['is_samples']:,} samples, "
-             f"IW semi-implicit {e['iw_samples']:,} × {e['iw_mixing_samples']} mixing draws. "
-             f"`{command}`", ""]
+    lines = [
+        "Statically binarised MNIST (Larochelle & Murray: 50k train / 10k valid / 10k test); "
+        f"test log p(x) in nats on {e['test_examples']:,} test images, from best.ckpt; AIS "
+        f"{e['ais_chains']} chains × {e['ais_steps']} steps, IS {e['is_samples']:,} samples, "
+        f"IW semi-implicit {e['iw_samples']:,} × {e['iw_mixing_samples']} mixing draws. "
+        f"`{command}`",
+        "",
+    ]
     for s, models in report["settings"].items():
         spec = SETTINGS[s]
-        lines += [f"**{spec['title']}**", "",
-                  "| model | published (row, source, tag) | their steps | AIS ± s.e. over seeds "
-                  "| seeds | IS | IW semi-implicit | train − test | our steps | train | "
-                  "eval | AIS steps check |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{spec['title']}**",
+            "",
+            "| model | published (row, source, tag) | their steps | AIS ± s.e. over seeds "
+            "| seeds | IS | IW semi-implicit | train − test | our steps | train | "
+            "eval | AIS steps check |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for m, r in models.items():
             anchor = ANCHORS.get((s, m))
-            pub = (f"{anchor['log_px']} (row {anchor['row']}: {anchor['source']}; {anchor['tag']})"
-                   if anchor else NO_ANCHOR)
+            pub = (
+                f"{anchor['log_px']} (row {anchor['row']}: {anchor['source']}; {anchor['tag']})"
+                if anchor
+                else NO_ANCHOR
+            )
             their = f"{anchor['steps']:,}" if anchor and anchor["steps"] else "—"
-            check = ("—" if "ais_steps_check_max_change" not in r else
-                     f"{'ok' if r['ais_steps_check_passed'] else 'FAILED'} "
-                     f"(|Δ| ≤ {r['ais_steps_check_max_change']:.3f})")
+            check = (
+                "—"
+                if "ais_steps_check_max_change" not in r
+                else f"{'ok' if r['ais_steps_check_passed'] else 'FAILED'} "
+                f"(|Δ| ≤ {r['ais_steps_check_max_change']:.3f})"
+            )
             lines.append(
                 f"| {m} | {pub} | {their} | {_pm(r.get('log_px_ais'))} | {len(r['seeds'])} "
                 f"| {_pm(r.get('log_px_is'))} | {_pm(r.get('log_px_iw_semi_implicit'))} "
@@ -237,7 +289,7 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
                 f"| {check} |")  # fmt: skip
         lines.append("")
     for key, p in report["paired"].items():
-        what = (f"{p['implicit']} − vae" if "implicit" in p else "avb_ac − vae")
+        what = f"{p['implicit']} − vae" if "implicit" in p else "avb_ac − vae"
         se = p["stderr_over_seeds"]
         lines.append(
             f"Paired, setting ({key[0]}), {what} in AIS per test image: {p['difference']:+.2f}"
@@ -246,21 +298,30 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
                "(s.e. over test images, 1 seed)") + ".")  # fmt: skip
     peer = report.get("peer")
     if peer:
-        lines.append("pythae peer (setting b): " + (
-            f"skipped: {peer['skipped']}" if "skipped" in peer else
-            f"pythae VAE IS-5000 {fmt(peer.get('log_px_is'))}, epoch {fmt(peer.get('epoch_s'))} s "
-            f"vs ours {fmt(peer.get('our_epoch_s'))} s (interleaved)"))
+        lines.append(
+            "pythae peer (setting b): "
+            + (
+                f"skipped: {peer['skipped']}"
+                if "skipped" in peer
+                else f"pythae VAE IS-5000 {fmt(peer.get('log_px_is'))}, epoch {fmt(peer.get('epoch_s'))} s "
+                f"vs ours {fmt(peer.get('our_epoch_s'))} s (interleaved)"
+            )
+        )
     lines += ["", "| setting | goal | value | status |", "|---|---|---|---|"]
     for g in report["goals"]:
         note = f" ({g['note']})" if g.get("note") else ""
         model = f" [{g['model']}]" if g.get("model") else ""
-        lines.append(f"| ({g['setting']}) | {g['goal']} | {fmt(g['value'])}{model} "
-                     f"| {g['status']}{note} |")
-    lines += ["", "AIS: HMC AIS from q's moments where q has them, a stochastic lower bound for "
-              "every model; the goals and pairings use it. IS: samples from q (Gaussian "
-              "posteriors). IW semi-implicit: SIVI's mixture with the generating noise (a "
-              f"stochastic lower bound). train − test: AIS on {e['train_examples']:,} training "
-              f"images minus test (overfitting). AIS steps check: {e['check_steps']} instead of "
-              f"{e['ais_steps']} AIS steps on {e['check_examples']} test images move the mean by "
-              f"< 0.1 nat. Published rows: {ANCHORS_FILE}."]
+        lines.append(
+            f"| ({g['setting']}) | {g['goal']} | {fmt(g['value'])}{model} | {g['status']}{note} |"
+        )
+    lines += [
+        "",
+        "AIS: HMC AIS from q's moments where q has them, a stochastic lower bound for "
+        "every model; the goals and pairings use it. IS: samples from q (Gaussian "
+        "posteriors). IW semi-implicit: SIVI's mixture with the generating noise (a "
+        f"stochastic lower bound). train − test: AIS on {e['train_examples']:,} training "
+        f"images minus test (overfitting). AIS steps check: {e['check_steps']} instead of "
+        f"{e['ais_steps']} AIS steps on {e['check_examples']} test images move the mean by "
+        f"< 0.1 nat. Published rows: {ANCHORS_FILE}.",
+    ]
     return "\n".join(lines)

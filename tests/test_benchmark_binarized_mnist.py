@@ -198,7 +198,9 @@ def test_paired_difference_over_seeds_by_hand(bench):
 
 
 def _goal(report, setting, start):
-    return next(g for g in report["goals"] if g["setting"] == setting and g["goal"].startswith(start))
+    return next(
+        g for g in report["goals"] if g["setting"] == setting and g["goal"].startswith(start)
+    )
 
 
 @pytest.mark.parametrize(
@@ -219,7 +221,9 @@ def test_goals_of_setting_a(bench, vae, uivi, gain, seeds, expected):
             records[r["run"]] = r
             images[r["run"]] = torch.full((4,), value)
     got = bench.report.build(records, images.get)
-    statuses = tuple(_goal(got, "a", s)["status"] for s in ("VAE", "best implicit >=", "best implicit -"))
+    statuses = tuple(
+        _goal(got, "a", s)["status"] for s in ("VAE", "best implicit >=", "best implicit -")
+    )
     assert statuses == expected
     assert got["settings"]["a"]["uivi"]["log_px_ais"]["mean"] == pytest.approx(uivi)
     assert got["paired"]["a_best_implicit_minus_vae"]["difference"] == pytest.approx(gain)
@@ -231,8 +235,10 @@ def test_goals_of_setting_b_and_the_table(bench):
     missed; a skipped peer leaves that goal pending with its reason."""
     records = {"v": _record("b", "vae", 0, -89.5, run="v", log_px_is=-89.4),
                "ac": _record("b", "avb_ac", 0, -89.2, run="ac")}  # fmt: skip
-    images = {"v": torch.tensor([-89.0, -90.0], dtype=torch.float64),
-              "ac": torch.tensor([-88.7, -89.7], dtype=torch.float64)}
+    images = {
+        "v": torch.tensor([-89.0, -90.0], dtype=torch.float64),
+        "ac": torch.tensor([-88.7, -89.7], dtype=torch.float64),
+    }
     got = bench.report.build(records, images.get, {"log_px_is": -89.9})
     assert [_goal(got, "b", s)["status"] for s in ("VAE >= -", "VAE >= py", "AVB")] == [
         "met", "met", "missed"]  # fmt: skip
@@ -243,5 +249,8 @@ def test_goals_of_setting_b_and_the_table(bench):
                   "iw_samples": 1000, "iw_mixing_samples": 100, "train_examples": 2,
                   "check_examples": 2, "check_steps": 3000}  # fmt: skip
     table = bench.report.markdown(skipped, "python benchmarks/binarized_mnist.py", evaluation)
-    assert "-89.78 (row 5" in table and "| (b) | AVB-AC >= VAE + 0.5, paired | 0.30 | missed |" in table
+    assert (
+        "-89.78 (row 5" in table
+        and "| (b) | AVB-AC >= VAE + 0.5, paired | 0.30 | missed |" in table
+    )
     assert "pythae is not installed" in table
