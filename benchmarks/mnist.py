@@ -47,7 +47,6 @@ and ``<out>/mnist_test_binarized.pt``; ``<out>`` defaults to ``benchmarks/result
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import inspect
 import json
@@ -73,6 +72,12 @@ from implicit_vae.evaluation.figures import (
 from implicit_vae.evaluation.run import evaluate_model
 from implicit_vae.training.fit import fit
 from implicit_vae.training.runs import load_run, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_runs import comparable, critic_health, differing_keys  # noqa: E402
+from benchmark_runs import duration as _duration  # noqa: E402
+from benchmark_runs import fmt as _fmt  # noqa: E402
+from benchmark_runs import read_metrics as _read_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "src" / "implicit_vae" / "configs"
@@ -209,57 +214,6 @@ def binarized_test_set(
 # --- one model ---------------------------------------------------------------------------------
 
 
-def _read_metrics(path: Path) -> list[dict[str, float]]:
-    """Rows of a Lightning metrics.csv as {column: float}, empty cells dropped."""
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            parsed = {}
-            for key, value in row.items():
-                try:
-                    parsed[key] = float(value)
-                except (TypeError, ValueError):
-                    continue
-            rows.append(parsed)
-    return rows
-
-
-def critic_health(metrics: list[dict[str, float]], numbers: dict, points: int = 40) -> dict | None:
-    """Final critic accuracy / loss, a thinned training curve and the ELBO-estimate-vs-AIS gap;
-    None for models without a critic.
-
-    ``elbo_estimate − log_px_ais``: a true ELBO lies below log p(x), so a positive gap means the KL
-    estimate is too small by at least the gap, provided AIS is tight (AIS is a stochastic lower
-    bound; a loose AIS inflates the gap). ``kl_lower_bound_from_ais = −reconstruction_error −
-    log_px_ais`` is the smallest KL consistent with the AIS value, on the same proviso.
-    """
-    rows = [r for r in metrics if "train/critic_accuracy" in r]
-    if not rows:
-        return None
-    tail = rows[-max(1, len(rows) // 10) :]
-    stride = max(1, len(rows) // points)
-    out = {
-        "final_critic_accuracy": rows[-1]["train/critic_accuracy"],
-        "final_critic_loss": rows[-1].get("train/critic_loss"),
-        "critic_accuracy_last_10pct": sum(r["train/critic_accuracy"] for r in tail) / len(tail),
-        "curve": [
-            {
-                "step": int(r["step"]),
-                "critic_accuracy": r["train/critic_accuracy"],
-                "critic_loss": r.get("train/critic_loss"),
-                "kl_estimate": r.get("train/kl"),
-            }
-            for r in rows[::stride]
-        ],
-    }
-    if "log_px_ais" in numbers and "elbo_estimate" in numbers:
-        out["elbo_estimate_minus_log_px_ais"] = numbers["elbo_estimate"] - numbers["log_px_ais"]
-        out["kl_lower_bound_from_ais"] = -numbers["reconstruction_error"] - numbers["log_px_ais"]
-    return out
-
-
 def _evaluate_options(args: argparse.Namespace) -> dict:
     """Optional evaluate_model arguments, passed only where this library version accepts them."""
     wanted = {"ais_leapfrog_steps": args.ais_leapfrog, "ais_batch_size": args.ais_batch_size}
@@ -276,10 +230,7 @@ def _evaluate_options(args: argparse.Namespace) -> dict:
 
 def _comparable(cfg) -> dict:
     """The config without the keys that do not change what is trained."""
-    values = cfg.to_dict()
-    for key in ("run_dir", "progress_bar"):
-        values["train"].pop(key, None)
-    return values
+    return comparable(cfg.to_dict())
 
 
 def _finished_run(run_dir: Path, cfg) -> tuple[Path | None, dict | None]:
@@ -291,12 +242,7 @@ def _finished_run(run_dir: Path, cfg) -> tuple[Path | None, dict | None]:
     saved, _, _ = load_run(run_dir, with_data=False)
     want, have = _comparable(cfg), _comparable(saved)
     if want != have:
-        differing = sorted(
-            f"{section}.{key}"
-            for section in want
-            for key in set(want[section]) | set(have.get(section, {}))
-            if want[section].get(key) != have.get(section, {}).get(key)
-        )
+        differing = differing_keys(want, have)
         raise BenchmarkError(
             f"--reuse-runs: {run_dir} was trained with other settings ({', '.join(differing)}); "
             "expected the same config, or drop --reuse-runs"
@@ -402,16 +348,6 @@ def run_model(
 
 
 # --- report ------------------------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.{digits}f}"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def markdown_table(

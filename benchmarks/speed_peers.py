@@ -31,8 +31,10 @@ SETTINGS = {  # ours: config overrides; pythae: which model and trainer
 }
 
 
-def _pythae_model(kind: str, ours, latent_dim: int, lr: float, betas, out_dir: str, data):
-    """pythae's model and trainer around copies of our networks."""
+def _pythae_model(kind: str, ours, latent_dim: int, lr: float, betas, out_dir: str, data,
+                  num_epochs: int = 1, eval_data=None, no_cuda: bool = True):
+    """pythae's model and trainer around copies of our networks (``eval_data``: pythae keeps the
+    model best on it, as its benchmark scripts do)."""
     import copy
 
     from pythae.data.datasets import BaseDataset
@@ -74,14 +76,16 @@ def _pythae_model(kind: str, ours, latent_dim: int, lr: float, betas, out_dir: s
     encoder = Encoder(copy.deepcopy(ours.posterior.net))
     decoder = Decoder(copy.deepcopy(ours.likelihood.decoder))
     dim = (data.shape[1],)
-    common = dict(output_dir=out_dir, num_epochs=1, per_device_train_batch_size=BATCH,
-                  no_cuda=True)  # fmt: skip
+    common = dict(output_dir=out_dir, num_epochs=num_epochs, per_device_train_batch_size=BATCH,
+                  per_device_eval_batch_size=BATCH, no_cuda=no_cuda)  # fmt: skip
     dataset = BaseDataset(data, torch.zeros(len(data)))
+    evaluation = None if eval_data is None else BaseDataset(eval_data, torch.zeros(len(eval_data)))
     if kind == "vae":
         model = VAE(VAEConfig(input_dim=dim, latent_dim=latent_dim, reconstruction_loss="bce"),
                     encoder=encoder, decoder=decoder)  # fmt: skip
         config = BaseTrainerConfig(learning_rate=lr, optimizer_params={"betas": betas}, **common)
-        trainer = BaseTrainer(model, train_dataset=dataset, training_config=config)
+        trainer = BaseTrainer(model, train_dataset=dataset, eval_dataset=evaluation,
+                              training_config=config)
     else:
         cfg = Adversarial_AE_Config(input_dim=dim, latent_dim=latent_dim, reconstruction_loss="bce")
         model = Adversarial_AE(cfg, encoder=encoder, decoder=decoder,
@@ -97,7 +101,8 @@ def _pythae_model(kind: str, ours, latent_dim: int, lr: float, betas, out_dir: s
     return trainer
 
 
-def _our_epoch(kind: str, data: torch.Tensor, threads: int, run_dir: Path) -> float:
+def _our_epoch(kind: str, data: torch.Tensor, threads: int, run_dir: Path,
+               config: Path | None = None) -> float:
     """Seconds of one epoch (ceil(N / batch) steps) of our training loop, start-up excluded: from
     the first batch start to the batch start after the last step."""
     from implicit_vae.training import fit as train_module
@@ -114,7 +119,7 @@ def _our_epoch(kind: str, data: torch.Tensor, threads: int, run_dir: Path) -> fl
             f"data.path={path}", "data.val_fraction=0.01", "data.test_fraction=0.01",
             f"train.val_every={steps + 1}", f"train.checkpoint_every={steps + 1}",
             f"train.log_every={steps + 1}"]  # fmt: skip
-    cfg = load_config(overrides=[*SETTINGS[kind], *sets])
+    cfg = load_config(config, [*SETTINGS[kind], *sets])
     marks: list[float] = []
     own = TwoPlayerLoop.training_step
 

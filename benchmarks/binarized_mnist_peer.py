@@ -1,0 +1,93 @@
+"""Setting (b)'s peer: pythae's ``VAE`` trained on the same static-MNIST data with copies of our
+z40 networks, batch, Adam settings and epochs (best on the valid split, as pythae's scripts keep),
+then evaluated by *our* IS-5000 and AIS on the same test tensor; and one epoch of each library
+timed, interleaved. Built on ``speed_peers.py``'s pythae wrappers. Without pythae (the ``peers``
+extra) the record says why it was skipped.
+
+Writes ``<out>/binarized_mnist/z40_pythae_vae_seed0.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from implicit_vae.config import load_config
+from implicit_vae.config.factory import build_model
+from implicit_vae.data import load_binarized_mnist_dir
+from implicit_vae.evaluation.run import evaluate_model
+from implicit_vae.training.runs import write_json
+from speed_peers import BATCH, _our_epoch, _pythae_model
+
+NAME = "z40_pythae_vae_seed0"
+CONFIG = (
+    Path(__file__).resolve().parents[1] / "src/implicit_vae/configs/binarized_mnist_z40_vae.yaml"
+)
+TIMED_PAIRS = 3
+
+
+def run_peer(args, data, device, eval_fp: str) -> dict:
+    """Train, evaluate and time pythae's VAE (or record why not); returns the record."""
+    path = args.out / "binarized_mnist" / f"{NAME}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import pythae  # noqa: F401
+    except ImportError:
+        record = {"skipped": "pythae is not installed (pip install -e '.[peers]')"}
+        write_json(path, record)
+        print(f"{NAME}: skipped ({record['skipped']})", flush=True)
+        return record
+    if args.reuse_runs and path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("eval_fingerprint") == eval_fp and "skipped" not in old:
+            return old
+    cfg = load_config(CONFIG, [f"train.max_steps={args.steps}"] if args.steps else [])
+    train, valid, _ = (torch.from_numpy(a).float() for a in load_binarized_mnist_dir(args.data))
+    epochs = math.ceil(cfg.train.max_steps * BATCH / len(train))
+    torch.manual_seed(0)
+    ours = build_model(cfg, (train.shape[1],))
+    t = cfg.train
+    with tempfile.TemporaryDirectory(prefix="pythae_") as tmp:
+        start = time.perf_counter()
+        trainer = _pythae_model("vae", ours, cfg.model.latent_dim, t.lr, (t.beta1, t.beta2),
+                                str(Path(tmp) / "train"), train, num_epochs=epochs,
+                                eval_data=valid, no_cuda=device.type != "cuda")  # fmt: skip
+        trainer.train()
+        train_time = time.perf_counter() - start
+        best = getattr(trainer, "_best_model", None) or trainer.model
+        ours.posterior.net.load_state_dict(best.encoder.net.state_dict())
+        ours.likelihood.decoder.load_state_dict(best.decoder.net.state_dict())
+        ours.to(device).eval()
+        x_test = data[0]
+        start = time.perf_counter()
+        numbers = evaluate_model(ours, x_test, divergence="analytic", ais_chains=args.ais_chains,
+                                 ais_steps=args.ais_steps, ais_leapfrog_steps=args.ais_leapfrog,
+                                 ais_batch_size=args.ais_batch_size, is_samples=args.is_samples,
+                                 seed=0, progress=False)  # fmt: skip
+        eval_time = time.perf_counter() - start
+        ours_s, theirs_s = [], []
+        timer = _pythae_model("vae", build_model(cfg, (train.shape[1],)), cfg.model.latent_dim,
+                              t.lr, (t.beta1, t.beta2), str(Path(tmp) / "time"), train,
+                              no_cuda=device.type != "cuda")  # fmt: skip
+        for i in range(TIMED_PAIRS):
+            ours_s.append(_our_epoch("vae", train, args.threads, Path(tmp) / f"ours{i}", CONFIG))
+            start = time.perf_counter()
+            timer.train_step(i + 1)
+            theirs_s.append(time.perf_counter() - start)
+    record = {
+        "run": NAME, "what": "pythae VAE, our z40 networks copied, same data/batch/Adam/epochs; "
+        "evaluated by our IS and AIS", "pythae_version": pythae.__version__, "epochs": epochs,
+        "eval_fingerprint": eval_fp, "log_px_is": numbers["log_px_is"],
+        "log_px_is_stderr": numbers["log_px_is_stderr"], "log_px_ais": numbers["log_px_ais"],
+        "elbo": numbers["elbo"], "train_wall_time_s": round(train_time, 1),
+        "eval_wall_time_s": round(eval_time, 1), "epoch_s": statistics.median(theirs_s),
+        "our_epoch_s": statistics.median(ours_s), "epoch_pairs": TIMED_PAIRS,
+    }  # fmt: skip
+    write_json(path, record)
+    return record
