@@ -79,9 +79,9 @@ def _synthetic(path: Path, kind: str) -> dict[str, dict]:
         return {}
     out: dict[str, dict] = {}
     for c in cells:
-        if c["case"] == kind and c["status"] == "ok" and c["relative_error"] is not None:
-            if c["divergence"] == "kl":
-                out.setdefault(c["estimator"], {})[c["dim"], c["target_kl"]] = c["relative_error"]
+        ok = c["status"] == "ok" and c["relative_error"] is not None
+        if c["case"] == kind and ok and c["divergence"] == "kl":
+            out.setdefault(c["estimator"], {})[c["dim"], c["target_kl"]] = c["relative_error"]
     return out
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from ..divergences import ESTIMATORS, estimate_divergence, estimate_on_posterior
-from ..divergences.measure import samples_suffice
 from ..divergences.analytic import AnalyticKL
+from ..divergences.measure import samples_suffice
 from ..posteriors import PosteriorSample
 from .cases import (
     CRITIC,
@@ -33,7 +33,6 @@ from .cases import (
     steps_for,
 )
 from .report import plot_kl_accuracy
-
 
 _EXTRA_CASES = {
     "mixture": mixture_case,

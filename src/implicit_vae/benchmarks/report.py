@@ -104,7 +104,8 @@ def plot_kl_accuracy(result: dict, path: str | os.PathLike) -> Path:
                     range(len(extra)), [f"{c.split('_')[0]}\nd={d}" for c, d in extra], fontsize=8
                 )
                 ax.set(
-                    title="mixture, semi-implicit q (log p given); samplers only", xlim=(-0.6, len(extra) - 0.4)
+                    title="mixture, semi-implicit q (log p given); samplers only",
+                    xlim=(-0.6, len(extra) - 0.4),
                 )
                 if r == 0 and any(c == "sampler_only" for c, _ in extra):
                     ax.text(

@@ -36,8 +36,8 @@ import torch
 
 from ..config import ConfigError
 from ..divergences import ESTIMATORS, estimate_divergence, estimate_on_posterior
-from ..divergences.measure import samples_suffice
 from ..divergences.analytic import AnalyticKL
+from ..divergences.measure import samples_suffice
 from ..posteriors import (
     FullCovarianceGaussianPosterior,
     GaussianPosterior,
