@@ -9,10 +9,36 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import re
 from pathlib import Path
+from typing import Any
+
+from implicit_vae.training.runs import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+# An absolute path inside a string: "/" not after a word character or a dot, then no blanks.
+_ABSOLUTE = re.compile(r"(?<![\w.)])/[^\s\"',;]+")
 
 # Keys that say where or how visibly a run trains, not what it trains: never a reason to retrain.
 NOT_TRAINING_KEYS = {"train": ("run_dir", "progress_bar")}
+
+
+def portable(obj: Any, root: Path = ROOT) -> Any:
+    """``obj`` with every absolute path inside its strings made relative to ``root`` (the
+    repository), so a committed result names no directory of the machine that produced it."""
+    if isinstance(obj, str):
+        return _ABSOLUTE.sub(lambda m: os.path.relpath(m.group(0), root), obj)
+    if isinstance(obj, dict):
+        return {k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, root) for v in obj]
+    return obj
+
+
+def write_result(path: Path, obj: Any) -> None:
+    """Write a benchmark result as JSON (atomically), its paths relative to the repository."""
+    write_json(Path(path), portable(obj))
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:

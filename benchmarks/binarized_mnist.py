@@ -51,11 +51,17 @@ from implicit_vae.evaluation import EvaluationError, ais_log_likelihood
 from implicit_vae.evaluation.compare import data_fingerprint
 from implicit_vae.evaluation.run import ais_initial, evaluate_model
 from implicit_vae.training.checkpoint import CheckpointError, atomic_save
-from implicit_vae.training.runs import load_run, write_json
+from implicit_vae.training.runs import load_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import binarized_mnist_report as report  # noqa: E402
-from benchmark_runs import comparable, critic_health, differing_keys, read_metrics  # noqa: E402
+from benchmark_runs import (  # noqa: E402
+    comparable,
+    critic_health,
+    differing_keys,
+    read_metrics,
+    write_result,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "src" / "implicit_vae" / "configs"
@@ -257,7 +263,7 @@ def do_run(setting: str, model: str, seed: int, args, data, device, eval_fp: str
                      "evaluate": "reused a finished run (--reuse-runs)"}[action],
         **numbers, "per_image": f"{name}.pt",
     }  # fmt: skip
-    write_json(json_path, record)
+    write_result(json_path, record)
     return record
 
 
@@ -301,7 +307,7 @@ def write_report(args, command: str, eval_settings: dict, eval_fp: str) -> str:
     peer = json.loads(peer_path.read_text()) if peer_path.is_file() else None
     built = report.build(records, per_image_loader(per_run), peer)
     table = report.markdown(built, command, eval_settings)
-    write_json(args.out / "binarized_mnist.json", {
+    write_result(args.out / "binarized_mnist.json", {
         "benchmark": "binarized_mnist", "command": command, "evaluation": eval_settings,
         "eval_fingerprint": eval_fp, "torch_version": torch.__version__, **built,
         "runs": sorted(records),

@@ -34,7 +34,9 @@ import torch
 from implicit_vae.config import load_config
 from implicit_vae.evaluation.audit import audit_run
 from implicit_vae.training.fit import fit
-from implicit_vae.training.runs import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_runs import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "implicit_vae" / "configs"
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "audits": audits,
         "table": summarise(audits),
     }
-    write_json(args.out / "kl_audit.json", report)
+    write_result(args.out / "kl_audit.json", report)
     if audits:
         table = args.out / "kl_audit.md"
         tmp = table.with_name(f".{table.name}.tmp")

@@ -71,10 +71,15 @@ from implicit_vae.evaluation.figures import (
 )
 from implicit_vae.evaluation.run import evaluate_model
 from implicit_vae.training.fit import fit
-from implicit_vae.training.runs import load_run, write_json
+from implicit_vae.training.runs import load_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_runs import comparable, critic_health, differing_keys  # noqa: E402
+from benchmark_runs import (  # noqa: E402
+    comparable,
+    critic_health,
+    differing_keys,
+    write_result,  # noqa: E402
+)
 from benchmark_runs import duration as _duration  # noqa: E402
 from benchmark_runs import fmt as _fmt  # noqa: E402
 from benchmark_runs import read_metrics as _read_metrics  # noqa: E402
@@ -626,7 +631,7 @@ def write_report(args, command: str, data_info: dict, results: dict, n_test: int
         "paper": PAPER,
         "models": results,
     }
-    write_json(args.out / "mnist.json", report)
+    write_result(args.out / "mnist.json", report)
     (args.out / "mnist.md").write_text(table + "\n")
     return table
 

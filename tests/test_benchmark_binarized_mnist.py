@@ -254,3 +254,18 @@ def test_goals_of_setting_b_and_the_table(bench):
         and "| (b) | AVB-AC >= VAE + 0.5, paired | 0.30 | missed |" in table
     )
     assert "pythae is not installed" in table
+
+
+def test_committed_results_name_no_directory_of_this_machine(tmp_path):
+    """Absolute paths in a result become relative to the repository; prose with slashes stays."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from benchmark_runs import ROOT, portable
+
+    out = portable({"plot": str(ROOT / "benchmarks/results/a.png"),
+                    "command": f"python x.py --workdir {ROOT.parent / 'runs/w'} --steps 5",
+                    "note": ["log q/p, 1/√3, (x)/2"], "n": 3})  # fmt: skip
+    assert out == {"plot": "benchmarks/results/a.png",
+                   "command": "python x.py --workdir ../runs/w --steps 5",
+                   "note": ["log q/p, 1/√3, (x)/2"], "n": 3}  # fmt: skip
