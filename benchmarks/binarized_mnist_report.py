@@ -71,6 +71,12 @@ ANCHORS = {
 NO_ANCHOR = "no static-MNIST number published (AVB's are on dynamic binarisation)"
 
 
+
+# The columns of each setting's table (the separator row is built from them, so they agree).
+COLUMNS = ("model", "published (row, source, tag)", "their steps", "AIS ± s.e. over seeds",
+           "seeds", "IS", "IW semi-implicit", "train − test", "our steps", "train", "eval",
+           "AIS steps check")  # fmt: skip
+
 def run_name(setting: str, model: str, seed: int) -> str:
     return f"{SETTINGS[setting]['prefix']}_{model}_seed{seed}"
 
@@ -262,10 +268,8 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
         lines += [
             f"**{spec['title']}**",
             "",
-            "| model | published (row, source, tag) | their steps | AIS ± s.e. over seeds "
-            "| seeds | IS | IW semi-implicit | train − test | our steps | train | "
-            "eval | AIS steps check |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(COLUMNS) + " |",
+            "|" + "---|" * len(COLUMNS),
         ]
         for m, r in models.items():
             anchor = ANCHORS.get((s, m))
