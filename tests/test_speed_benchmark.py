@@ -129,3 +129,20 @@ def test_peer_figure_without_pythae_is_skipped_with_the_reason(speed, monkeypatc
     assert peers == {"skipped": "pythae is not installed (pip install -e '.[peers]')"}
     table = speed.table({"peer_epoch": peers})
     assert "peer_epoch" in table and "pythae is not installed" in table
+
+
+def test_bare_loop_of_a_gaussian_vae_steps_without_a_critic(speed):
+    """A Gaussian VAE has no critic parameters: the bare reference loop still builds and its step
+    changes the weights (it used to stop at Adam's empty parameter list)."""
+    import torch
+
+    from implicit_vae.config import load_config
+
+    cfg = load_config(None, ["model.posterior=gaussian", "divergence.name=analytic",
+                             "train.batch_size=16"])  # fmt: skip
+    loop = speed.BareLoop(cfg)
+    assert loop.critic is None
+    before = [p.detach().clone() for p in loop.model.model_parameters()]
+    loop.step(0)
+    after = list(loop.model.model_parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
