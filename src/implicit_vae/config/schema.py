@@ -540,11 +540,6 @@ def _check_consistency(cfg: Config) -> None:
         )
     d = cfg.data
     split_keys = [k for k in ("train_path", "val_path", "test_path") if getattr(d, k)]
-    if d.name == "file" and not d.path and not d.train_path:
-        raise ConfigError(
-            "data.path: required when data.name is 'file'; give an .npz, .npy or .csv file (or "
-            "a folder of train/val/test files, or data.train_path)"
-        )
     if split_keys and d.name != "file":
         raise ConfigError(
             f"data.{split_keys[0]}: only data.name=file reads split files, but data.name is "
@@ -558,6 +553,11 @@ def _check_consistency(cfg: Config) -> None:
     if split_keys and not d.train_path:
         raise ConfigError(
             f"data.{split_keys[0]}: given without data.train_path; expected data.train_path too"
+        )
+    if d.name == "file" and not d.path and not d.train_path:
+        raise ConfigError(
+            "data.path: required when data.name is 'file'; give an .npz, .npy or .csv file (or "
+            "a folder of train/val/test files, or data.train_path)"
         )
     if d.name == "images" and not d.path:
         raise ConfigError(

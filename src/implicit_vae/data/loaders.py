@@ -484,7 +484,10 @@ def _file(cfg: DataOptions, seed: int, ctx: _Context) -> Dataset:
         x, y, _ = arrays["train"]
         vf = 0.0 if "val" in arrays else cfg.val_fraction
         tf = 0.0 if "test" in arrays else cfg.test_fraction
-        idx = split_indices(len(x), vf, tf, gen)
+        if vf or tf:
+            idx = split_indices(len(x), vf, tf, gen)
+        else:  # the training file as it is, in its order
+            idx = (torch.arange(len(x)), torch.arange(0), torch.arange(0))
         xs, ys = [x[idx[0]], None, None], [None if y is None else y[idx[0]], None, None]
         for k, (split, fraction) in enumerate((("val", vf), ("test", tf)), 1):
             if split in arrays:
