@@ -42,7 +42,7 @@ def test_grey_folder_keeps_its_size_and_scales_to_unit_interval(tmp_path):
     ds = load(tmp_path / "imgs", val_fraction=0.0, test_fraction=0.0)
     assert ds.image_shape == (6, 5) and ds.channels == 1 and ds.event_shape == (1, 6, 5)
     assert ds.train_labels is None and ds.binarize == "dynamic" and ds.dynamic_binarize
-    assert 0 <= ds.train.min() and ds.train.max() <= 1
+    assert ds.train.min() >= 0 and ds.train.max() <= 1
     got = sorted(map(tuple, (ds.train * 255).round().int().tolist()))
     assert got == sorted(map(tuple, images.reshape(12, -1).tolist()))
 
