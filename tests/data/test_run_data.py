@@ -107,3 +107,17 @@ def test_run_without_data_info_still_loads(tmp_path):
         warnings.simplefilter("always")
         _, _, data = load_run(run)
     assert data.name == "toy4" and not [w for w in caught if "changed" in str(w.message)]
+
+
+def test_rgb_image_folder_trains_and_draws_its_figures(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "rgb").mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (5, 5, 3)).astype(np.uint8)).save(
+            tmp_path / "rgb" / f"{i}.png")
+    run = train(tmp_path, "data.name=images", f"data.path={tmp_path / 'rgb'}")
+    assert recorded(run) == "dynamic"
+    assert {p.name for p in (run / "plots").iterdir()} >= {"samples.png", "reconstructions.png"}
+    assert json.loads((run / DATA_INFO).read_text())["channels"] == 3
