@@ -156,8 +156,8 @@ def encode_table(table: TextTable, encoding: dict[str, Any]) -> np.ndarray:
     """The table as an (N, D) float64 array: numeric columns parsed, text columns one-hot."""
     columns = encoding["columns"]
     if table.width != len(columns):
-        raise DataError(f"{table.path}: {table.width} columns; expected {len(columns)} like the "
-                        "data the encoding was made from")
+        raise DataError(f"{table.path}: {table.width} columns, but the data the run was made "
+                        f"with had {len(columns)}; expected the same columns")
     parts = []
     for j, column in enumerate(columns):
         cells = [r[j] for r in table.rows]
