@@ -55,8 +55,8 @@ class DataConfig:
     )
     path: str | None = _key(
         None,
-        help="file: npz/npy/csv/txt/amat[.gz] file or folder of train/val/test files; images, "
-        "mnist: a folder",
+        help="file: npz/npy/csv/txt/amat[.gz] or a folder of train/val/test files; images, mnist, "
+        "binarized_mnist: a folder",
     )
     train_path: str | None = _key(
         None, help="file: the training split's own file (then val/test come from their paths)"
