@@ -44,6 +44,20 @@ def _check_figure(figure: dict, pairs: int, scored: bool) -> None:
         assert figure["goal"] is None and figure["pass"] is None
 
 
+def test_a_figure_is_the_median_ratio_of_its_pairs_against_its_goal(speed):
+    """Hand-worked: pairs (2, 1), (9, 3), (8, 2) have ratios 2, 3, 4, median 3; a goal of 3 is met,
+    2.9 is not, and no goal (a figure for scale) has no verdict."""
+    a, b = [2.0, 9.0, 8.0], [1.0, 3.0, 2.0]
+    met = speed.figure(a, b, 3.0, "one step", steps=5)
+    assert met["ratios"] == [2.0, 3.0, 4.0] and met["median_ratio"] == 3.0 and met["pass"] is True
+    assert met["pairs"] == [{"a": 2.0, "b": 1.0}, {"a": 9.0, "b": 3.0}, {"a": 8.0, "b": 2.0}]
+    assert met["steps"] == 5 and met["timed"] == "one step"
+    assert speed.figure(a, b, 2.9, "one step")["pass"] is False
+    assert speed.figure([1.0, 3.0], [1.0, 1.0], None, "scale")["median_ratio"] == 2.0
+    assert speed.figure(a, b, None, "scale")["pass"] is None
+
+
+@pytest.mark.slow  # tens of seconds of timing runs; checks the script end to end, not the speed
 def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(speed, "QUICK", TINY)
     before = tmp_path / "before.json"
