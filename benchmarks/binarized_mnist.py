@@ -59,6 +59,7 @@ from benchmark_runs import (  # noqa: E402
     comparable,
     critic_health,
     differing_keys,
+    portable,
     read_metrics,
     write_result,
 )
@@ -307,7 +308,7 @@ def write_report(args, command: str, eval_settings: dict, eval_fp: str) -> str:
     peer_path = per_run / "z40_pythae_vae_seed0.json"
     peer = json.loads(peer_path.read_text()) if peer_path.is_file() else None
     built = report.build(records, per_image_loader(per_run), peer)
-    table = report.markdown(built, command, eval_settings)
+    table = report.markdown(built, portable(command), eval_settings)
     write_result(args.out / "binarized_mnist.json", {
         "benchmark": "binarized_mnist", "command": command, "evaluation": eval_settings,
         "eval_fingerprint": eval_fp, "torch_version": torch.__version__, **built,
