@@ -1,4 +1,5 @@
-"""Command-line interface: ``implicit-vae train | describe | evaluate | compare | audit | benchmark``.
+"""Command-line interface: ``implicit-vae train | describe | evaluate | compare | audit | diagnose |
+benchmark``.
 
 One module per command, each with ``add_parser(subparsers)`` and ``run(args)``. Every user error
 (bad config, data, checkpoint or argument) prints one line and exits with code 2.
@@ -15,7 +16,7 @@ import sys
 import warnings
 
 from .. import __version__
-from . import audit, compare, config, describe, evaluate, train
+from . import audit, compare, config, describe, diagnose, evaluate, train
 from .common import EXIT_NONFINITE, EXIT_USAGE, OneLineArgumentParser
 
 COMMANDS = {
@@ -24,6 +25,7 @@ COMMANDS = {
     "evaluate": evaluate,
     "compare": compare,
     "audit": audit,
+    "diagnose": diagnose,
     "config": config,
 }
 
@@ -72,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     compare.add_parser(sub)
     audit.add_parser(sub)
+    diagnose.add_parser(sub)
     config.add_parser(sub)
     return parser
 
