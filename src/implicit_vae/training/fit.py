@@ -32,6 +32,7 @@ from .distributed import ShardedStream, World
 from .guards import NonFiniteError
 from .logs import RunLogs
 from .module import StopRequest, TrainingInterrupted, TwoPlayerLoop
+from .quiet import LightningSink, lightning_quiet
 from .runs import RunLock, claim_run_dir, new_run_dir, write_json
 from .selection import criterion_for
 
@@ -101,7 +102,8 @@ def fit(
     trains or resumes in it meanwhile. SIGINT and SIGTERM (when called in the main thread) stop
     training after the current step, with ``last.ckpt`` written at that step; a second signal stops
     at once. Under ``torchrun`` every process calls this; only rank 0 creates, locks and writes
-    files, and the other ranks get an empty summary.
+    files, and the other ranks get an empty summary. Lightning's own warnings and log messages go
+    to ``RUN_DIR/lightning.log``, not to the terminal (:mod:`~implicit_vae.training.quiet`).
 
     Args:
         on_start: called on rank 0 with the run directory once it is claimed, before training.
@@ -113,7 +115,7 @@ def fit(
         TrainingInterrupted: after SIGINT or SIGTERM (a KeyboardInterrupt).
     """
     stop = StopRequest()
-    with contextlib.ExitStack() as held, _stop_on_signals(stop):
+    with contextlib.ExitStack() as held, _stop_on_signals(stop), lightning_quiet() as quiet:
         ckpt = None
         if resume is not None:
             run_dir = Path(resume)
@@ -136,7 +138,7 @@ def fit(
             fabric.launch()
         try:
             resumed = Path(resume) if resume is not None else None
-            return _fit(cfg, ckpt, resumed, world, fabric, held, stop, on_start)
+            return _fit(cfg, ckpt, resumed, world, fabric, held, stop, on_start, quiet)
         finally:
             if created and dist.is_initialized():
                 dist.destroy_process_group()
@@ -175,6 +177,7 @@ def _fit(
     held: contextlib.ExitStack,
     stop: StopRequest,
     on_start: Callable[[Path], None] | None,
+    quiet: LightningSink | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -196,6 +199,8 @@ def _fit(
         run_dir = Path(world.broadcast(claimed))
         cfg.train.run_dir = str(run_dir)
     assert run_dir is not None
+    if world.is_zero and quiet is not None:  # Lightning's remarks: into the run, not the terminal
+        quiet.attach(run_dir / "lightning.log")
     if world.is_zero and on_start is not None:
         on_start(run_dir)
     loop = TwoPlayerLoop(cfg, model, data, run_dir, world, fabric)

@@ -37,6 +37,7 @@ from .. import __version__
 from ..config import Config
 from ..data import Dataset
 from ..model import ImplicitVAE
+from ..progress import Progress
 from ..rng import collect_rng_states, forked_rng, restore_rng_states
 from . import guards
 from .checkpoint import (
@@ -174,8 +175,6 @@ class TwoPlayerLoop:
     # --- the loop -------------------------------------------------------------------------------
     def run(self, stream: Any) -> None:
         """Steps ``model_step + 1 … max_steps`` on batches ``stream[k]`` (k = the step − 1)."""
-        from tqdm.auto import tqdm
-
         t = self.cfg.train
         self._segment_start = time.perf_counter()
         if self._pending is not None:  # right before the first resumed step
@@ -186,8 +185,9 @@ class TwoPlayerLoop:
                 seed_everything(self.world.rank_seed(t.seed) + self.model_step, verbose=False)
             self._pending = None
         show = t.progress_bar and self.world.is_zero
-        self._bar = tqdm(
-            total=t.max_steps, initial=self.model_step, disable=not show, desc="train", leave=True
+        # a bar on a terminal; in a log file or CI ~20 plain lines and one after each validation
+        self._bar = Progress(
+            t.max_steps, "train", initial=self.model_step, enabled=show, lines=20, unit="step"
         )
         try:
             for k in range(self.model_step, t.max_steps):
@@ -412,7 +412,6 @@ class TwoPlayerLoop:
                 metrics["train/skipped_batches"] = float(self.skips.total)
             self._log(metrics)
             self._window = {}
-            self._progress(step)
         if validate:
             self.last_val_metrics = self.evaluate_split(self.data.val, split="val")
             x_val = self._on_device.get("val", self.data.val)
@@ -422,20 +421,25 @@ class TwoPlayerLoop:
             if self.criterion.better(value, self.best_val):
                 self.best_val, self.best_step = value, step
                 atomic_save(self.checkpoint_state(), self.run_dir / "checkpoints" / "best.ckpt")
+        if logged or validate:
+            self._progress(step, validated=validate)
         if save:
             rng = self.world.gather_rng()  # a collective: every rank takes part
             if self.world.is_zero:
                 atomic_save(self.checkpoint_state(rng), self.run_dir / "checkpoints" / "last.ckpt")
 
-    def _progress(self, step: int) -> None:
+    def _progress(self, step: int, validated: bool = False) -> None:
+        """The bar's (or plain line's) training loss, divergence and critic accuracy, and the
+        latest validation loss beside them."""
         bar = getattr(self, "_bar", None)
-        if bar is None or bar.disable:
+        if bar is None or not bar.enabled:
             return
         m = self.last_train_metrics
         shown = {"loss": m.get("loss"), self.divergence_key: m.get(self.divergence_key)}
         shown["acc"] = m.get("critic_accuracy")
-        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=False)
-        bar.update(step - bar.n)
+        shown["val_loss"] = self.last_val_metrics.get("loss")
+        bar.set_postfix(**shown)
+        bar.update_to(step, line=validated)
 
     def _log(self, metrics: dict[str, float]) -> None:
         if self.logs is not None:
