@@ -219,10 +219,11 @@ def _fit(
     )
     try:
         loop.run(ShardedStream(stream, world) if world.world_size > 1 else stream)
+        summary = write_outputs(loop, run_dir) if world.is_zero else {}
     finally:
         if loop.logs is not None:
             loop.logs.close()
-    return run_dir, (write_outputs(loop, run_dir) if world.is_zero else {})
+    return run_dir, summary
 
 
 class TrainingInputWarning(UserWarning):
@@ -270,7 +271,7 @@ def check_against_data(cfg: Config, model: Any, data: Any, warn: bool = True) ->
 
 def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
     """summary.json and plots for a finished run."""
-    from .report import write_plots
+    from .report import flat_hparams, write_plots
 
     test = loop.evaluate_split(loop.data.test, split="test") if loop.data.test.shape[0] else {}
     summary = {
@@ -289,10 +290,14 @@ def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
         "processes": loop.world.world_size,
         "device": loop.device.type,
         "precision": loop.cfg.train.precision,
-        "note": "loss = -reconstruction + beta * kl; with a critic-based divergence, kl is an "
-        "estimate and -loss is an ELBO estimate, not a bound",
+        "note": "loss = reconstruction_error + beta * kl, where reconstruction_error = "
+        "-E_q[log p(x|z)] in nats per example (the sign evaluate reports); with a critic-based "
+        "divergence, kl is an estimate and -loss is an ELBO estimate, not a bound",
     }
     write_json(run_dir / "summary.json", summary)
+    if loop.logs is not None:  # TensorBoard's HPARAMS tab: the config beside the final numbers
+        final = {f"{split}/{k}": v for split in ("val", "test") for k, v in summary[split].items()}
+        loop.logs.log_hparams(flat_hparams(loop.cfg.to_dict()), final, loop.model_step)
     write_plots(loop.model.cpu(), loop.data, loop.cfg, run_dir)  # the figures are drawn on the CPU
     return summary
 

@@ -47,6 +47,7 @@ from .checkpoint import (
 )
 from .distributed import World
 from .guards import CriticSaturationWarning, NonFiniteError, SaturationAlarm, SkipCounter
+from .report import validation_images
 from .runs import state_mismatch
 from .schedules import lr_factor
 from .selection import compute_criterion, criterion_for
@@ -269,7 +270,10 @@ class TwoPlayerLoop:
             return None
         opts[0].step()
         self._unchecked["model"] = step
-        stats.update(reconstruction=values[0], loss=values[2], **{self.divergence_key: values[1]})
+        # reconstruction_error = −E_q[log p(x|z)] (nats, lower is better): the sign evaluate uses
+        stats.update(
+            reconstruction_error=-values[0], loss=values[2], **{self.divergence_key: values[1]}
+        )
         return stats
 
     @contextlib.contextmanager
@@ -417,6 +421,8 @@ class TwoPlayerLoop:
             x_val = self._on_device.get("val", self.data.val)
             self.last_val_metrics.update(compute_criterion(self.criterion, self.model, x_val, t))
             self._log({f"val/{k}": v for k, v in self.last_val_metrics.items()})
+            if self.logs is not None:  # small grids, drawn at validations only
+                self.logs.log_images(validation_images(self.model, x_val, self.data, t.seed), step)
             value = self.last_val_metrics.get(self.criterion.metric, math.nan)
             if self.criterion.better(value, self.best_val):
                 self.best_val, self.best_step = value, step
@@ -449,7 +455,8 @@ class TwoPlayerLoop:
     def evaluate_split(
         self, x_all: torch.Tensor, batch_size: int = 500, split: str | None = None
     ) -> dict[str, float]:
-        """Mean loss, reconstruction and KL estimate over a split, on the training device (the split
+        """Mean loss, reconstruction error −E_q[log p(x|z)] and KL estimate over a split (so that
+        ``loss = reconstruction_error + beta * kl``), on the training device (the split
         is copied there once); uses its own RNG stream (CPU and every CUDA device forked) so the
         training sequence is the same whether or not (or how often) validation runs."""
         if split is not None:  # a split of the run: keep its device copy for the next validation
@@ -467,8 +474,11 @@ class TwoPlayerLoop:
         self.model.train(was_training)
         chunks = torch.stack(sums).tolist() if sums else []  # one host read
         n = x_all.shape[0]
-        out = {"reconstruction": sum(c[0] for c in chunks) / n, key: sum(c[1] for c in chunks) / n}
-        out["loss"] = -out["reconstruction"] + self.model.beta * out[key]
+        out = {
+            "reconstruction_error": -sum(c[0] for c in chunks) / n,
+            key: sum(c[1] for c in chunks) / n,
+        }
+        out["loss"] = out["reconstruction_error"] + self.model.beta * out[key]
         return out
 
     # --- checkpoints -------------------------------------------------------------------------------
@@ -529,6 +539,9 @@ class TwoPlayerLoop:
         self.alarm.load(states)
         window = ckpt.get("log_window") or {}
         self._window = {str(k): [float(v) for v in vs] for k, vs in window.items()}
+        if "reconstruction" in self._window:  # an older checkpoint: E_q log p(x|z), other sign
+            old = self._window.pop("reconstruction")
+            self._window["reconstruction_error"] = [-v for v in old]
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         rank = self.world.rank
         rng = ckpt["rng"] if rank == 0 else (ranks[rank] if rank < len(ranks) else None)
