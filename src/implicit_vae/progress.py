@@ -37,7 +37,8 @@ def format_value(value: float) -> str:
 class Progress:
     """Counts ``initial … total``; shows a tqdm bar on a terminal, else writes plain lines.
 
-    Plain lines are written when the count passes each of ``lines`` evenly spaced marks, when
+    Plain lines are written when the count passes each of ``lines`` evenly spaced marks (and at
+    least ``min_interval`` seconds passed since the last line), when
     :meth:`update_to` is called with ``line=True`` (e.g. after a validation) and at :meth:`close`
     if the last count was not written yet; never a ``\\r``.
 
@@ -50,6 +51,8 @@ class Progress:
         lines: about how many evenly spaced plain lines a whole run writes.
         unit: the name of one count (``step``): lines read ``DESC UNIT n/total``.
         terminal: force the bar (True) or plain lines (False); default: ask ``stream``.
+        min_interval: seconds between two plain lines at marks (0: every mark), so that a short
+            loop writes one line at its end rather than ``lines`` lines.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Progress:
         lines: int = 10,
         unit: str = "",
         terminal: bool | None = None,
+        min_interval: float = 0.0,
     ):
         self.total, self.desc, self.unit = int(total), desc, unit
         self.n = self._start_n = self._written = int(initial)
@@ -72,7 +76,8 @@ class Progress:
         self.postfix: dict[str, float] = {}
         self._every = max(1, math.ceil(max(1, self.total - self.n) / max(1, lines)))
         self._next = (self.n // self._every + 1) * self._every
-        self._start = time.perf_counter()
+        self._start = self._last_line = time.perf_counter()
+        self.min_interval = float(min_interval)
         self._bar = None
         if self.enabled and self.terminal:
             from tqdm.auto import tqdm
@@ -104,9 +109,12 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self.n - self._bar.n)
             return
-        if line or self.n >= self._next or self.n >= self.total:
+        if line or self.n >= self.total:
             self._write_line()
+        elif self.n >= self._next:
             self._next = (self.n // self._every + 1) * self._every
+            if time.perf_counter() - self._last_line >= self.min_interval:
+                self._write_line()
 
     def line(self) -> str:
         """The plain line for the current count and postfix."""
@@ -128,6 +136,7 @@ class Progress:
         if self._written == self.n and self.n != self._start_n:
             return  # this count is on a line already
         self._written = self.n
+        self._last_line = time.perf_counter()
         print(self.line(), file=self.stream, flush=True)
 
     def close(self) -> None:
