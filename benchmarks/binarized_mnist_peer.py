@@ -14,6 +14,7 @@ import math
 import statistics
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -82,7 +83,7 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
             theirs_s.append(time.perf_counter() - start)
     record = {
         "run": NAME, "what": "pythae VAE, our z40 networks copied, same data/batch/Adam/epochs; "
-        "evaluated by our IS and AIS", "pythae_version": pythae.__version__, "epochs": epochs,
+        "evaluated by our IS and AIS", "pythae_version": metadata.version("pythae"), "epochs": epochs,
         "eval_fingerprint": eval_fp, "log_px_is": numbers["log_px_is"],
         "log_px_is_stderr": numbers["log_px_is_stderr"], "log_px_ais": numbers["log_px_ais"],
         "elbo": numbers["elbo"], "train_wall_time_s": round(train_time, 1),

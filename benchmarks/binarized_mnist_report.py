@@ -71,6 +71,18 @@ ANCHORS = {
 NO_ANCHOR = "no static-MNIST number published (AVB's are on dynamic binarisation)"
 
 
+
+# The columns of each setting's table (the separator row is built from them, so they agree).
+COLUMNS = ("model", "published (row, source, tag)", "their steps", "AIS ± s.e. over seeds",
+           "seeds", "IS", "IW semi-implicit", "train − test", "our steps", "train", "eval",
+           "AIS steps check")  # fmt: skip
+
+
+def _leapfrog(evaluation: dict) -> str:
+    """`` (L leapfrog steps each)``, or nothing for records that predate the setting."""
+    n = evaluation.get("ais_leapfrog_steps")
+    return "" if n is None else f" ({n} leapfrog step{'s' if n != 1 else ''} each)"
+
 def run_name(setting: str, model: str, seed: int) -> str:
     return f"{SETTINGS[setting]['prefix']}_{model}_seed{seed}"
 
@@ -252,7 +264,8 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
     lines = [
         "Statically binarised MNIST (Larochelle & Murray: 50k train / 10k valid / 10k test); "
         f"test log p(x) in nats on {e['test_examples']:,} test images, from best.ckpt; AIS "
-        f"{e['ais_chains']} chains × {e['ais_steps']} steps, IS {e['is_samples']:,} samples, "
+        f"{e['ais_chains']} chains × {e['ais_steps']} steps"
+        f"{_leapfrog(e)}, IS {e['is_samples']:,} samples, "
         f"IW semi-implicit {e['iw_samples']:,} × {e['iw_mixing_samples']} mixing draws. "
         f"`{command}`",
         "",
@@ -262,10 +275,8 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
         lines += [
             f"**{spec['title']}**",
             "",
-            "| model | published (row, source, tag) | their steps | AIS ± s.e. over seeds "
-            "| seeds | IS | IW semi-implicit | train − test | our steps | train | "
-            "eval | AIS steps check |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(COLUMNS) + " |",
+            "|" + "---|" * len(COLUMNS),
         ]
         for m, r in models.items():
             anchor = ANCHORS.get((s, m))

@@ -87,12 +87,12 @@ class BareLoop:
         self.stream = BatchStream(data.train, t.batch_size, t.seed, data.dynamic_binarize)
         betas = (t.beta1, t.beta2)
         self.opt = torch.optim.Adam(self.model.model_parameters(), lr=t.lr, betas=betas)
-        critic = self.model.critic_parameters()
-        self.critic = torch.optim.Adam(critic, lr=t.critic_lr, betas=betas)
+        critic = list(self.model.critic_parameters())  # none for an analytic KL
+        self.critic = torch.optim.Adam(critic, lr=t.critic_lr, betas=betas) if critic else None
 
     def step(self, k: int) -> None:
         x, t, model = self.stream[k], self.t, self.model
-        for _ in range(t.critic_steps):
+        for _ in range(t.critic_steps if self.critic is not None else 0):
             self.critic.zero_grad(set_to_none=True)
             model.critic_loss(x, t.n_samples).loss.backward()
             self.critic.step()

@@ -1,13 +1,16 @@
 """Bad input of every kind: one line on stderr, exit code 2, no traceback; a typed library exception.
 
-Each case builds its input in ``tmp_path`` and gives the command line that uses it, plus fragments the
-one-line message must contain: what was wrong (the key, value or file) and what was expected. The
-same case is then run through the library (no CLI), which must raise the named exception type.
+The one table of bad input (config keys and files, data files, MNIST directories, checkpoints, command
+line arguments). Each case builds its input in ``tmp_path`` and gives the command line that uses it,
+plus fragments the one-line message must contain: what was wrong (the key, value or file) and what was
+expected. The same case is then run through the library (no CLI), which must raise the named exception
+type. Other test files test what valid input does; bad input belongs here.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -22,7 +25,7 @@ import pytest
 import torch
 
 from implicit_vae.cli import main, resolve_config
-from implicit_vae.config import ConfigError, DataConfig, load_config, parse_override
+from implicit_vae.config import Config, ConfigError, DataConfig, load_config, parse_override
 from implicit_vae.data import DataError, load_dataset
 from implicit_vae.divergences import ESTIMATORS
 from implicit_vae.evaluation import EvaluationError
@@ -91,9 +94,10 @@ def data_file(tmp: Path, name: str, content, *sets: str) -> list[str]:
     return train(tmp, "data.name=file", f"data.path={path}", *sets)
 
 
-def yaml_config(tmp: Path, text: str) -> list[str]:
-    (tmp / "c.yaml").write_text(text)
-    return train(tmp, config=str(tmp / "c.yaml"))
+def yaml_config(tmp: Path, text: str | bytes) -> list[str]:
+    path = tmp / "c.yaml"
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    return train(tmp, config=str(path))
 
 
 def npz_file(tmp: Path, **arrays: np.ndarray) -> list[str]:
@@ -187,6 +191,29 @@ def other_latent_dim(ckpt: dict) -> None:
     ckpt["config"]["model"]["latent_dim"] = 3
 
 
+def unknown_stored_posterior(ckpt: dict) -> None:
+    ckpt["config"]["model"]["posterior"] = "flow"
+
+
+def choice_cases() -> list:
+    """Every config key with a fixed set of names: an unknown name is refused, listing each allowed
+    one (booleans as YAML spells them) in the schema's order."""
+    cases = []
+    for section in ("data", "model", "divergence", "train"):
+        for f in dataclasses.fields(getattr(Config(), section)):
+            if "choices" not in f.metadata:
+                continue
+            key = f"{section}.{f.name}"
+            shown = [str(c).lower() if isinstance(c, bool) else c for c in f.metadata["choices"]]
+            cases.append(case(
+                f"config-unknown-name-{key}",
+                lambda t, r, key=key: train(t, f"{key}=no_such_name"),
+                (f"{key}: 'no_such_name' is not allowed", "expected one of " + ", ".join(shown)),
+                ConfigError,
+            ))  # fmt: skip
+    return cases
+
+
 # --- the cases -------------------------------------------------------------------------------------
 
 Make = Callable[[Path, Path], list[str]]
@@ -211,28 +238,66 @@ CASES = [
          ("model.inject_noise: 'maybe'", "expected true/false"), ConfigError),
     case("config-wrong-type-list", lambda t, r: train(t, "model.hidden=32"),
          ("model.hidden: 32", "expected a list of an integer"), ConfigError),
+    case("config-unknown-key-no-section", lambda t, r: train(t, "lr=0.1"),
+         ("unknown config key 'lr'", "expected section.key"), ConfigError),
+    case("config-wrong-type-float-for-int", lambda t, r: train(t, "model.latent_dim=2.5"),
+         ("model.latent_dim: 2.5 has the wrong type", "expected an integer"), ConfigError),
+    case("config-wrong-type-exponent-for-int", lambda t, r: train(t, "model.latent_dim=1e3"),
+         ("model.latent_dim: '1e3' has the wrong type", "expected an integer"), ConfigError),
+    case("config-wrong-type-bool-for-int", lambda t, r: train(t, "model.latent_dim=true"),
+         ("model.latent_dim: True has the wrong type", "expected an integer"), ConfigError),
+    case("config-wrong-type-float", lambda t, r: train(t, "train.lr=fast"),
+         ("train.lr: 'fast' has the wrong type", "expected a number"), ConfigError),
+    case("config-wrong-type-text-for-list", lambda t, r: train(t, "model.hidden=abc"),
+         ("model.hidden: 'abc' has the wrong type", "expected a list of an integer"), ConfigError),
+    case("config-wrong-type-list-element", lambda t, r: train(t, "model.hidden=[64, 2.5]"),
+         ("model.hidden: [64, 2.5] has the wrong type", "expected a list of an integer"),
+         ConfigError),
+    case("config-wrong-type-int-for-bool", lambda t, r: train(t, "model.inject_noise=1"),
+         ("model.inject_noise: 1 has the wrong type", "expected true/false"), ConfigError),
+    case("config-wrong-type-optional-string", lambda t, r: train(t, "data.path=3"),
+         ("data.path: 3 has the wrong type", "expected a string or null"), ConfigError),
+    case("config-empty-value-for-string", lambda t, r: train(t, "train.run_dir="),
+         ("train.run_dir: None has the wrong type", "expected a string"), ConfigError),
     case("config-negative-batch-size", lambda t, r: train(t, "train.batch_size=-4"),
          ("train.batch_size: -4 is out of range", "expected >= 1"), ConfigError),
     case("config-zero-max-steps", lambda t, r: train(t, "train.max_steps=0"),
          ("train.max_steps: 0", "expected >= 1"), ConfigError),
     case("config-zero-lr", lambda t, r: train(t, "train.lr=0"),
          ("train.lr: 0", "expected > 0"), ConfigError),
+    case("config-negative-exponent-lr", lambda t, r: train(t, "train.critic_lr=-1e-3"),
+         ("train.critic_lr: -0.001 is out of range", "expected > 0.0"), ConfigError),
+    case("config-negative-count-min-zero", lambda t, r: train(t, "divergence.critic_blocks=-1"),
+         ("divergence.critic_blocks: -1 is out of range", "expected >= 0"), ConfigError),
+    case("config-negative-float-min-zero", lambda t, r: train(t, "model.beta=-0.5"),
+         ("model.beta: -0.5 is out of range", "expected >= 0.0"), ConfigError),
+    case("config-list-element-out-of-range", lambda t, r: train(t, "model.hidden=[64, 0]"),
+         ("model.hidden: [64, 0] is out of range", "expected >= 1"), ConfigError),
+    case("config-fraction-above-max", lambda t, r: train(t, "data.val_fraction=0.6"),
+         ("data.val_fraction: 0.6 is out of range", "expected <= 0.5"), ConfigError),
+    case("config-optional-size-zero", lambda t, r: train(t, "train.threads=0"),
+         ("train.threads: 0 is out of range", "expected >= 1"), ConfigError),
+    case("config-optional-size-negative", lambda t, r: train(t, "data.mnist_train_limit=-5"),
+         ("data.mnist_train_limit: -5 is out of range", "expected >= 1"), ConfigError),
     case("config-nan-lr", lambda t, r: train(t, "train.lr=.nan"),
          ("train.lr: nan", "not a finite number"), ConfigError),
+    case("config-nan-text-lr", lambda t, r: train(t, "train.lr=nan"),
+         ("train.lr: nan", "not a finite number"), ConfigError),
+    case("config-inf-beta", lambda t, r: train(t, "model.beta=.inf"),
+         ("model.beta: inf", "not a finite number"), ConfigError),
     case("config-beta1-above-range", lambda t, r: train(t, "train.beta1=1.5"),
          ("train.beta1: 1.5", "expected <= 0.999"), ConfigError),
-    case("config-unknown-estimator", lambda t, r: train(t, "divergence.name=wasserstein"),
-         ("divergence.name: 'wasserstein'", "expected one of analytic"), ConfigError),
-    case("config-unknown-prior", lambda t, r: train(t, "model.prior=laplace"),
-         ("model.prior: 'laplace'", "expected one of standard_normal"), ConfigError),
-    case("config-unknown-posterior", lambda t, r: train(t, "model.posterior=flow"),
-         ("model.posterior: 'flow'", "expected one of gaussian, gaussian_full, implicit, noise_basis"),
-         ConfigError),
-    case("config-unknown-dataset", lambda t, r: train(t, "data.name=cifar10"),
-         ("data.name: 'cifar10'", "expected one of toy4, digits, mnist, file"), ConfigError),
     case("config-analytic-needs-posterior-density",
          lambda t, r: train(t, "divergence.name=analytic", "model.posterior=implicit"),
          ("divergence.name: 'analytic'", "no density", "choose one of avb, avb_ac"), ConfigError),
+    case("config-analytic-with-noise-basis-posterior",
+         lambda t, r: train(t, "divergence.name=analytic", "model.posterior=noise_basis"),
+         ("divergence.name: 'analytic'", "NoiseBasisPosterior has no density",
+          "choose one of avb, avb_ac"), ConfigError),
+    case("config-monte-carlo-needs-posterior-density",
+         lambda t, r: train(t, "divergence.name=monte_carlo", "model.posterior=implicit"),
+         ("divergence.name: 'monte_carlo'", "needs log q(z|x)", "choose one of avb, avb_ac"),
+         ConfigError),
     case("config-estimator-needs-prior-density",
          lambda t, r: train(t, "divergence.name=avb_ac", "model.prior=implicit"),
          ("divergence.name: 'avb_ac'", "needs log p(z)", "choose one of"), ConfigError),
@@ -241,9 +306,9 @@ CASES = [
     case("config-critic-never-trained", lambda t, r: train(t, "train.critic_steps=0"),
          ("train.critic_steps: 0 never trains the critic", "'avb_ac'", "expected >= 1"),
          ConfigError),
-    case("config-fractions-leave-no-training-data",
-         lambda t, r: train(t, "data.val_fraction=0.5", "data.test_fraction=0.45"),
-         ("data.val_fraction + data.test_fraction", "expected a sum below 0.9"), ConfigError),
+    case("config-fractions-leave-no-training-data",  # the bound itself is refused
+         lambda t, r: train(t, "data.val_fraction=0.5", "data.test_fraction=0.4"),
+         ("data.val_fraction + data.test_fraction = 0.9", "expected a sum below 0.9"), ConfigError),
     case("config-samples-prior-without-path", lambda t, r: train(t, "model.prior=samples"),
          ("model.prior_path: required", ".npy file of shape (N, latent_dim)"), ConfigError),
     case("config-samples-prior-file-missing",
@@ -254,17 +319,34 @@ CASES = [
     case("config-invalid-yaml",
          lambda t, r: yaml_config(t, "train: [1, 2\n"),
          ("{tmp}/c.yaml", "not valid YAML"), ConfigError),
+    case("config-undecodable-file",
+         lambda t, r: yaml_config(t, b"\xff\xfe\x00bad"),
+         ("{tmp}/c.yaml", "not valid YAML", "can't decode byte 0xff"), ConfigError),
     case("config-top-level-list",
          lambda t, r: yaml_config(t, "- 1\n- 2\n"),
          ("{tmp}/c.yaml", "expected a mapping of sections", "got list"), ConfigError),
+    case("config-top-level-scalar",
+         lambda t, r: yaml_config(t, "42\n"),
+         ("{tmp}/c.yaml", "expected a mapping of sections (data, model", "got int"), ConfigError),
     case("config-section-not-a-mapping",
          lambda t, r: yaml_config(t, "train: 5\n"),
          ("{tmp}/c.yaml", "section 'train' must be a mapping"), ConfigError),
     case("config-unknown-section-in-file",
          lambda t, r: yaml_config(t, "optim: {lr: 1}\n"),
          ("{tmp}/c.yaml", "unknown section 'optim'", "expected one of data"), ConfigError),
+    case("config-unknown-key-in-file",
+         lambda t, r: yaml_config(t, "model:\n  width: 3\n"),
+         ("unknown config key 'model.width'", "model accepts latent_dim"), ConfigError),
+    case("config-wrong-type-in-file",
+         lambda t, r: yaml_config(t, "model:\n  noise_dim: many\n"),
+         ("model.noise_dim: 'many' has the wrong type", "expected an integer"), ConfigError),
+    case("config-out-of-range-in-file",
+         lambda t, r: yaml_config(t, "model:\n  latent_dim: 0\n"),
+         ("model.latent_dim: 0 is out of range; expected >= 1",), ConfigError),
     case("config-missing-file", lambda t, r: train(t, config=str(t / "absent.yaml")),
          ("{tmp}/absent.yaml", "neither a file nor a shipped config", "toy4_avb"), ConfigError),
+    case("config-directory-as-file", lambda t, r: train(t, config=str(t)),
+         ("config file '{tmp}' does not exist",), ConfigError),
     case("config-run-dir-under-a-file",
          lambda t, r: run_dir_under_a_file(t),
          ("train.run_dir", "{tmp}/f/run", "expected a directory path"), ConfigError),
@@ -294,8 +376,8 @@ CASES = [
          ("{tmp}/x.csv", "row 12 has 1 columns", "expected 2"), DataError),
     case("data-csv-header-only", lambda t, r: data_file(t, "x.csv", "a,b\n"),
          ("{tmp}/x.csv", "no data rows", "expected numeric rows"), DataError),
-    case("data-unknown-extension", lambda t, r: data_file(t, "x.txt", "0 1\n"),
-         ("{tmp}/x.txt", "unknown extension '.txt'", "expected one of .npz, .npy, .csv"),
+    case("data-unknown-extension", lambda t, r: data_file(t, "x.dat", "0 1\n"),
+         ("{tmp}/x.dat", "unknown extension '.dat'", "expected one of .npz, .npy, .csv"),
          DataError),
     case("data-npz-without-x", lambda t, r: npz_file(t, a=np.zeros((12, 2)), b=np.zeros(12)),
          ("{tmp}/x.npz", "expected one named 'x'"), DataError),
@@ -308,6 +390,9 @@ CASES = [
     case("data-continuous-with-bernoulli",
          lambda t, r: data_file(t, "x.npy", CONTINUOUS, "data.binarize=none"),
          ("model.likelihood: 'bernoulli' needs binary data", "model.likelihood=gaussian"),
+         ConfigError),
+    case("data-digits-continuous-with-bernoulli", lambda t, r: train(t, "data.binarize=none"),
+         ("model.likelihood: 'bernoulli' needs binary data", "data.binarize=dynamic or fixed"),
          ConfigError),
     # MNIST IDX directories
     case("mnist-without-path", lambda t, r: train(t, "data.name=mnist"),
@@ -369,6 +454,9 @@ CASES = [
          ("does not fit the model", "missing: "), CheckpointError),
     case("ckpt-architecture-other-shape", lambda t, r: evaluate(t, r, edited(other_latent_dim)),
          ("{tmp}/run", "does not fit", "in the file", "expected"), CheckpointError),
+    case("ckpt-stored-config-invalid", lambda t, r: evaluate(t, r, edited(unknown_stored_posterior)),
+         ("{tmp}/run/checkpoints/last.ckpt", "holds a config this version cannot use",
+          "model.posterior: 'flow' is not allowed", "expected one of gaussian"), CheckpointError),
     case("ckpt-none-in-run-dir",
          lambda t, r: resume(t, r, lambda p: shutil.rmtree(p.parent)),
          ("{tmp}/run/checkpoints/last.ckpt", "does not exist"), CheckpointError),
@@ -407,6 +495,10 @@ CASES = [
          ("train.max_steps: the run already has 4 steps", "with a larger N"), ConfigError),
     case("cli-unknown-option", lambda t, r: ["train", "--sett", "train.max_steps=3"],
          ("unrecognized arguments: --sett",), None),
+    case("cli-describe-bad-override", lambda t, r: ["describe", "--set", "model.likelihood=poisson"],
+         ("model.likelihood: 'poisson' is not allowed", "expected one of bernoulli, gaussian"),
+         ConfigError),
+    *choice_cases(),
 ]
 # fmt: on
 
@@ -445,6 +537,8 @@ def _library(argv: list[str]) -> None:
         fit(None, resume=options["--resume"][0], resume_overrides=overrides)
     elif command == "train":
         fit(load_config(resolve_config(options.get("--config", [None])[0]), sets))
+    elif command == "describe":
+        load_config(resolve_config(options.get("--config", [None])[0]), sets)
     else:
         cfg, _, data = load_run(positional[0], options.get("--checkpoint", ["last"])[0])
         split_data(data, options.get("--split", ["test"])[0], cfg.train.seed)

@@ -254,6 +254,16 @@ def test_goals_of_setting_b_and_the_table(bench):
         and "| (b) | AVB-AC >= VAE + 0.5, paired | 0.30 | missed |" in table
     )
     assert "pythae is not installed" in table
+    assert "AIS 8 chains × 1000 steps, IS" in table  # no leapfrog count recorded: none claimed
+    evaluation["ais_leapfrog_steps"] = 1
+    stated = bench.report.markdown(skipped, "python benchmarks/binarized_mnist.py", evaluation)
+    assert "AIS 8 chains × 1000 steps (1 leapfrog step each), IS" in stated
+    # Every table has as many cells in its separator row as in its header row (Markdown drops a
+    # table whose rows disagree).
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    for header, rule in zip(rows, rows[1:]):
+        if set(rule) <= set("|-"):
+            assert rule.count("|") == header.count("|"), header
 
 
 def test_committed_results_name_no_directory_of_this_machine(tmp_path):

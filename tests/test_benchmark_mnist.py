@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pngs import decoded_png
 from scripts import load_benchmark_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_smoke_run_writes_json_table_and_figures(bench, tmp_path, capsys):
         assert math.isfinite(r["log_px_ais"]) and r["log_px_ais_stderr"] >= 0
         assert r["evaluation"]["ais"]["initial"] == "posterior moments"
         for kind in ("samples", "reconstructions", "training"):
-            assert (out / f"mnist_{name}_{kind}.png").stat().st_size > 0
+            decoded_png(out / f"mnist_{name}_{kind}.png")
     vae = report["models"]["vae"]
     assert {"elbo", "kl", "log_px_is", "log_px_is_stderr"} <= set(vae)
     assert "elbo_estimate" not in vae and vae["critic_health"] is None
@@ -230,7 +231,7 @@ def test_contrast_diagnostic_reads_two_runs_and_writes_json_and_figure(tmp_path,
         assert r["contrast"] == name and r["kl_from_correlations"]["min"] >= -1e-6
         assert r["kurtosis"]["mean"] > 1.0 and 0.0 <= r["final_critic_accuracy"] <= 1.0
         assert len(r["correlation_eigenvalues"]) == 8
-    assert (out / "mnist_contrast.png").stat().st_size > 0
+    decoded_png(out / "mnist_contrast.png")
     assert contrast.main(["--diagonal", str(tmp_path / "nope"), "--full", str(runs["full"])]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -20,6 +20,7 @@ from implicit_vae.benchmarks import (
 )
 from implicit_vae.benchmarks.cases import semi_implicit_case
 from implicit_vae.benchmarks.kl import run_cell
+from pngs import decoded_png
 
 CELL_KEYS = {
     "estimate",
@@ -137,7 +138,7 @@ def test_tiny_run_writes_the_json_and_the_figure(tmp_path, monkeypatch):
     steps = {c["estimator"]: c["steps"] for c in on_disk["cells"]}
     assert steps == {"knn": 0, "avb_ac": 5}
     png = tmp_path / "kl_accuracy.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    decoded_png(png)
     assert {"kl_accuracy.json", "kl_accuracy.png"} <= set(seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kl_accuracy.json", "kl_accuracy.png"]
     assert "| knn |" in markdown_table(result)

@@ -233,7 +233,7 @@ def test_file_gaussian_data_allowed_without_binarisation(tmp_path):
     ("empty.npy", b"", "empty"),
     ("empty.csv", b"", "empty"),
     ("junk.npy", b"hello world", "not a valid .npy file"),
-    ("d.txt", b"1,2\n", r"unknown extension '\.txt'; expected one of \.npz, \.npy, \.csv"),
+    ("d.dat", b"1,2\n", r"unknown extension '\.dat'; expected one of \.npz, \.npy, \.csv"),
     ("bad.csv", b"a,b\n" + b"1,2\n" * 5 + b"3,oops\n" + b"1,2\n" * 5, r"row 7, column 2: 'oops'"),
     ("short.csv", b"1,2\n" * 5, "at least 10 rows"),
 ])

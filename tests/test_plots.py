@@ -6,13 +6,13 @@ import csv
 from pathlib import Path
 
 import matplotlib
-import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
 from implicit_vae.evaluation import figures as plots
+from pngs import decoded_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RNG = np.random.default_rng(0)
@@ -20,10 +20,7 @@ RNG = np.random.default_rng(0)
 
 def _check_png(path: Path) -> np.ndarray:
     path = Path(path)
-    assert path.is_file() and path.stat().st_size > 0
-    assert path.read_bytes()[:8] == PNG_MAGIC
-    img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[2] in (3, 4) and min(img.shape[:2]) > 50
+    img = decoded_png(path, min_side=51)
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     return img
 

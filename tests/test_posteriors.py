@@ -11,7 +11,6 @@ import torch
 
 from implicit_vae.posteriors import (
     POSTERIORS,
-    GaussianPosterior,
     ImplicitPosterior,
     NoiseBasisPosterior,
     PosteriorSample,
@@ -287,13 +286,6 @@ def test_posterior_sample_detach_cuts_graph(name, x):
     assert q.z.requires_grad
 
 
-def test_gaussian_posterior_is_gaussian_class():
-    """The registry maps names to the documented classes."""
-    assert POSTERIORS["gaussian"] is GaussianPosterior
-    assert POSTERIORS["implicit"] is ImplicitPosterior
-    assert POSTERIORS["noise_basis"] is NoiseBasisPosterior
-
-
 def _full(x_dim=DATA_DIM, d=LATENT_DIM, seed=0):
     """A full-covariance posterior whose q(z|x) is strongly correlated (scaled-up last layer)."""
     torch.manual_seed(seed)
@@ -339,9 +331,3 @@ def test_full_covariance_gaussian_samples_match_its_moments(x):
     assert ((q.z.mean(0) - q.mean).abs() <= MC_RTOL * q.var.sqrt()).all()
     correlation = q.cov / scale
     assert correlation.tril(-1).abs().max() > 0.3
-
-
-def test_full_covariance_registered():
-    from implicit_vae.posteriors import FullCovarianceGaussianPosterior
-
-    assert POSTERIORS["gaussian_full"] is FullCovarianceGaussianPosterior

@@ -55,14 +55,19 @@ def test_sample_shape(name, dim):
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
 def test_density_and_learnability_flags(name):
-    """Only the standard normal and the mixture have a density; only the mixture and the implicit
-    generator have trainable parameters; the implicit ones refuse log_prob."""
+    """The flags against what each prior does: has_density iff log_prob gives finite (N,) values
+    (the others refuse it); is_learnable iff it has parameters that train. Only the standard normal
+    and the mixture have a density; only the mixture and the implicit generator learn."""
     prior = BUILD[name](2)
-    assert prior.has_density == (name in ("standard_normal", "gaussian_mixture"))
-    assert prior.is_learnable == (name in ("gaussian_mixture", "implicit"))
-    if not prior.has_density:
+    if prior.has_density:
+        log_p = prior.log_prob(torch.zeros(3, 2))
+        assert log_p.shape == (3,) and torch.isfinite(log_p).all()
+    else:
         with pytest.raises(NotImplementedError, match="implicit"):
             prior.log_prob(torch.zeros(3, 2))
+    assert prior.is_learnable == any(p.requires_grad for p in prior.parameters())
+    assert prior.has_density == (name in ("standard_normal", "gaussian_mixture"))
+    assert prior.is_learnable == (name in ("gaussian_mixture", "implicit"))
 
 
 @pytest.mark.parametrize("dim", [1, 3])

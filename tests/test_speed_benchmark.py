@@ -44,6 +44,20 @@ def _check_figure(figure: dict, pairs: int, scored: bool) -> None:
         assert figure["goal"] is None and figure["pass"] is None
 
 
+def test_a_figure_is_the_median_ratio_of_its_pairs_against_its_goal(speed):
+    """Hand-worked: pairs (2, 1), (9, 3), (8, 2) have ratios 2, 3, 4, median 3; a goal of 3 is met,
+    2.9 is not, and no goal (a figure for scale) has no verdict."""
+    a, b = [2.0, 9.0, 8.0], [1.0, 3.0, 2.0]
+    met = speed.figure(a, b, 3.0, "one step", steps=5)
+    assert met["ratios"] == [2.0, 3.0, 4.0] and met["median_ratio"] == 3.0 and met["pass"] is True
+    assert met["pairs"] == [{"a": 2.0, "b": 1.0}, {"a": 9.0, "b": 3.0}, {"a": 8.0, "b": 2.0}]
+    assert met["steps"] == 5 and met["timed"] == "one step"
+    assert speed.figure(a, b, 2.9, "one step")["pass"] is False
+    assert speed.figure([1.0, 3.0], [1.0, 1.0], None, "scale")["median_ratio"] == 2.0
+    assert speed.figure(a, b, None, "scale")["pass"] is None
+
+
+@pytest.mark.slow  # tens of seconds of timing runs; checks the script end to end, not the speed
 def test_quick_run_writes_every_figure(speed, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(speed, "QUICK", TINY)
     before = tmp_path / "before.json"
@@ -129,3 +143,20 @@ def test_peer_figure_without_pythae_is_skipped_with_the_reason(speed, monkeypatc
     assert peers == {"skipped": "pythae is not installed (pip install -e '.[peers]')"}
     table = speed.table({"peer_epoch": peers})
     assert "peer_epoch" in table and "pythae is not installed" in table
+
+
+def test_bare_loop_of_a_gaussian_vae_steps_without_a_critic(speed):
+    """A Gaussian VAE has no critic parameters: the bare reference loop still builds and its step
+    changes the weights (it used to stop at Adam's empty parameter list)."""
+    import torch
+
+    from implicit_vae.config import load_config
+
+    cfg = load_config(None, ["model.posterior=gaussian", "divergence.name=analytic",
+                             "train.batch_size=16"])  # fmt: skip
+    loop = speed.BareLoop(cfg)
+    assert loop.critic is None
+    before = [p.detach().clone() for p in loop.model.model_parameters()]
+    loop.step(0)
+    after = list(loop.model.model_parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))

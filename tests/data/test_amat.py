@@ -248,7 +248,7 @@ def test_user_amat_file_errors(tmp_path):
     few = write(tmp_path / "few.amat", bits(3, 4))
     raises("at least 10 rows", load_dataset, DataConfig(name="file", path=str(few)), seed=0)
     msg = raises("unknown extension", load_dataset,
-                 DataConfig(name="file", path=str(write(tmp_path / "u.txt", b"0 1\n"))), seed=0)
+                 DataConfig(name="file", path=str(write(tmp_path / "u.dat", b"0 1\n"))), seed=0)
     assert ".amat" in msg
 
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "semi_implicit"))
 from si_models import gaussian_kl_to_standard_normal, linear_case, table_posterior  # noqa: E402
 
+from pngs import decoded_png  # noqa: E402
 from tiny_runs import TINY_NETWORKS  # noqa: E402
 
 # A tiny audit: few inputs, a few critic steps, small samples.
@@ -51,7 +52,7 @@ def test_cli_audit_of_a_semi_implicit_run_brackets_the_kl(semi_implicit_run, cap
     assert code == 0
     assert "truth (bracket)" in out and "K =    100" in out
     result = json.loads((run / "audit.json").read_text())
-    assert (run / "plots" / "audit.png").is_file()
+    decoded_png(run / "plots" / "audit.png")
     assert result["examples"] == 2 and result["posterior"] == "SemiImplicitPosterior"
     truth = result["truth"]
     assert truth["kind"] == "bracket"

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> None:
     from ..data import load_dataset
     from .model_picture import describe
 
-    data = load_dataset(cfg.data, cfg.train.seed)
+    data = load_dataset(cfg.data, cfg.train.seed, likelihood=cfg.model.likelihood)
     model = build_model(cfg, data.event_shape)
     print(
         describe(

@@ -49,21 +49,41 @@ def _key(
 class DataConfig:
     name: str = _key(
         "digits",
-        choices=("toy4", "digits", "mnist", "file", "binarized_mnist"),
-        help="data set; binarized_mnist is the fixed 0/1 benchmark with its own train/valid/test "
-        "split",
+        choices=("toy4", "digits", "mnist", "file", "binarized_mnist", "images"),
+        help="data set; file: your array/table files; images: a folder of PNG/JPEG; "
+        "binarized_mnist: the 0/1 benchmark",
     )
     path: str | None = _key(
-        None, help="IDX dir (mnist); .amat dir (binarized_mnist); npz/npy/csv/amat file (file)"
+        None,
+        help="file: npz/npy/csv/txt/amat[.gz] or a folder of train/val/test files; images, mnist, "
+        "binarized_mnist: a folder",
+    )
+    train_path: str | None = _key(
+        None, help="file: the training split's own file (then val/test come from their paths)"
+    )
+    val_path: str | None = _key(
+        None, help="file: the validation split's file (null: held out of train by val_fraction)"
+    )
+    test_path: str | None = _key(
+        None, help="file: the test split's file (null: held out of train by test_fraction)"
     )
     binarize: str = _key(
         "auto",
         choices=("auto", "dynamic", "fixed", "none"),
-        help="auto: dynamic for grey levels, nothing for 0/1 data (binarized_mnist allows auto or "
-        "none)",
+        help="auto: none for gaussian; bernoulli: dynamic for grey levels, none for 0/1 data; "
+        "runs record what was done",
     )
-    val_fraction: float = _key(0.1, min=0.0, max=0.5, help="fraction held out for validation")
-    test_fraction: float = _key(0.1, min=0.0, max=0.5, help="fraction held out for testing")
+    standardize: bool = _key(
+        False,
+        help="rescale each numeric column by the training split's mean and std (gaussian "
+        "likelihood)",
+    )
+    val_fraction: float = _key(
+        0.1, min=0.0, max=0.5, help="fraction held out for validation (unused with a val file)"
+    )
+    test_fraction: float = _key(
+        0.1, min=0.0, max=0.5, help="fraction held out for testing (unused with a test file)"
+    )
     toy4_size: int = _key(4096, min=4, help="examples drawn for toy4")
     mnist_train_limit: int | None = _key(
         None,
@@ -73,7 +93,7 @@ class DataConfig:
     image_shape: list[int] | None = _key(
         None,
         min=1,
-        help="file: rows are images of [H, W] or [C, H, W] (digits and mnist know theirs)",
+        help="file: rows are [H, W] or [C, H, W] images; images: resize to it (C=1 grey, C=3 RGB)",
     )
 
 
@@ -518,9 +538,40 @@ def _check_consistency(cfg: Config) -> None:
             "model.prior_path: required when model.prior is 'samples'; give an .npy file of shape "
             "(N, latent_dim)"
         )
-    if cfg.data.name in ("file",) and not cfg.data.path:
+    d = cfg.data
+    split_keys = [k for k in ("train_path", "val_path", "test_path") if getattr(d, k)]
+    if split_keys and d.name != "file":
         raise ConfigError(
-            "data.path: required when data.name is 'file'; give an .npz, .npy or .csv file"
+            f"data.{split_keys[0]}: only data.name=file reads split files, but data.name is "
+            f"{d.name!r}; use data.name=file"
+        )
+    if split_keys and d.path:
+        raise ConfigError(
+            f"data.path and data.{split_keys[0]} are both set; expected either data.path (one "
+            "file, or a folder of train/val/test files) or data.train_path/val_path/test_path"
+        )
+    if split_keys and not d.train_path:
+        raise ConfigError(
+            f"data.{split_keys[0]}: given without data.train_path; expected data.train_path too"
+        )
+    if d.name == "file" and not d.path and not d.train_path:
+        raise ConfigError(
+            "data.path: required when data.name is 'file'; give an .npz, .npy or .csv file (or "
+            "a folder of train/val/test files, or data.train_path)"
+        )
+    if d.name == "images" and not d.path:
+        raise ConfigError(
+            "data.path: required when data.name is 'images'; give a folder of PNG/JPEG images"
+        )
+    if d.standardize and cfg.model.likelihood != "gaussian":
+        raise ConfigError(
+            f"data.standardize: true makes values outside [0, 1], which model.likelihood="
+            f"{cfg.model.likelihood!r} cannot model; use model.likelihood=gaussian"
+        )
+    if d.standardize and d.binarize in ("dynamic", "fixed"):
+        raise ConfigError(
+            f"data.standardize: true cannot follow data.binarize={d.binarize}; use "
+            "data.binarize=none or auto"
         )
     if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
         raise ConfigError(

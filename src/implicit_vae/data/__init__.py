@@ -1,5 +1,5 @@
-"""Data sets held in memory (toy4, digits, MNIST IDX, binarised MNIST .amat, user files) and the
-step-indexed batch stream."""
+"""Data sets held in memory (toy4, digits, MNIST IDX, binarised MNIST .amat, user files and image
+folders) and the step-indexed batch stream."""
 
 from .amat import AMAT_SUFFIXES, read_amat
 from .errors import DataError
@@ -9,9 +9,11 @@ from .loaders import (
     FILE_EXTENSIONS,
     MIN_EXAMPLES,
     MNIST_FILES,
+    SPLIT_FILE_NAMES,
     DataOptions,
     Dataset,
     binarize,
+    file_sources,
     load_binarized_mnist_dir,
     load_dataset,
     load_mnist_dir,
@@ -27,12 +29,14 @@ __all__ = [
     "FILE_EXTENSIONS",
     "MIN_EXAMPLES",
     "MNIST_FILES",
+    "SPLIT_FILE_NAMES",
     "BatchStream",
     "DataError",
     "DataOptions",
     "Dataset",
     "StepSampler",
     "binarize",
+    "file_sources",
     "load_binarized_mnist_dir",
     "load_dataset",
     "load_mnist_dir",

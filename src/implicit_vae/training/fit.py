@@ -33,7 +33,15 @@ from .guards import NonFiniteError
 from .logs import RunLogs
 from .module import StopRequest, TrainingInterrupted, TwoPlayerLoop
 from .quiet import LightningSink, lightning_quiet
-from .runs import RunLock, claim_run_dir, new_run_dir, write_json
+from .runs import (
+    DATA_INFO,
+    RunLock,
+    claim_run_dir,
+    load_run_data,
+    new_run_dir,
+    write_data_info,
+    write_json,
+)
 from .selection import criterion_for
 
 __all__ = [
@@ -182,7 +190,17 @@ def _fit(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, verbose=False)
-    data = load_dataset(cfg.data, cfg.train.seed)
+    if ckpt is None:
+        data = load_dataset(cfg.data, cfg.train.seed, likelihood=cfg.model.likelihood)
+    else:  # the saved preprocessing, and the same data
+        assert run_dir is not None
+        data, changed = load_run_data(run_dir, cfg)
+        if changed:
+            raise ConfigError(
+                f"--resume: the data of run {str(run_dir)!r} changed since it started ({changed}); "
+                "restore them, or start a new run"
+            )
+    cfg.data.binarize = data.binarize  # config.yaml and checkpoints record what was done
     model = build_model(cfg, data.event_shape)  # on the CPU: the same initial weights on any device
     criterion_for(cfg.train, model)  # a select_by the model cannot compute fails before any run dir
     check_against_data(cfg, model, data, warn=world.is_zero)
@@ -203,12 +221,17 @@ def _fit(
         quiet.attach(run_dir / "lightning.log")
     if world.is_zero and on_start is not None:
         on_start(run_dir)
+    if world.is_zero:
+        for note in data.notes:
+            print(f"data: {note}", flush=True)
     loop = TwoPlayerLoop(cfg, model, data, run_dir, world, fabric)
     loop.stop = stop
     if ckpt is not None:
         loop.load_resume_state(ckpt)
     if world.is_zero:
         cfg.save(run_dir / "config.yaml")
+        if ckpt is None or not (run_dir / DATA_INFO).is_file():
+            write_data_info(run_dir, data)
         if ckpt is not None:  # no other process writes here now: a killed save's leftovers go
             remove_stale_temporaries(run_dir / "checkpoints")
         loop.logs = RunLogs(run_dir, loop.model_step if ckpt is not None else None)
@@ -260,6 +283,16 @@ def check_against_data(cfg: Config, model: Any, data: Any, warn: bool = True) ->
             TrainingInputWarning,
             stacklevel=3,
         )
+    scales = column_scale_ratio(data) if cfg.model.likelihood == "gaussian" else None
+    if scales is not None and not cfg.data.standardize:
+        lo, hi = scales
+        warnings.warn(
+            f"data.standardize: the columns' standard deviations range from {lo:.3g} to {hi:.3g} "
+            f"(a factor {hi / lo:.3g}), so the largest dominate the gaussian likelihood; set "
+            "data.standardize: true",
+            TrainingInputWarning,
+            stacklevel=3,
+        )
     if cfg.model.latent_dim > dim:
         warnings.warn(
             f"model.latent_dim: {cfg.model.latent_dim} is more than the data's {dim} dimensions; "
@@ -267,6 +300,23 @@ def check_against_data(cfg: Config, model: Any, data: Any, warn: bool = True) ->
             TrainingInputWarning,
             stacklevel=3,
         )
+
+
+SCALE_RATIO = 100.0  # max/min column std above which a gaussian likelihood warns
+
+
+def column_scale_ratio(data: Any) -> tuple[float, float] | None:
+    """(smallest, largest) standard deviation of the numeric training columns when they differ by
+    more than :data:`SCALE_RATIO` (one-hot columns and columns constant in training ignored), else
+    None; None for images."""
+    if data.image_shape is not None or data.train.shape[0] < 2:
+        return None
+    std = data.train.double().std(0)
+    numeric = ~torch.tensor(data.info.get("one_hot", [False] * std.numel()), dtype=torch.bool)
+    std = std[(std > 0) & numeric]
+    if std.numel() < 2 or std.max() <= SCALE_RATIO * std.min():
+        return None
+    return float(std.min()), float(std.max())
 
 
 def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:

@@ -24,6 +24,14 @@ def _scatter_points(data: Dataset) -> tuple[torch.Tensor, list[str]]:
     return x, [f"test example {i}" for i in range(x.shape[0])]
 
 
+def _grey(data: Dataset):
+    """The figures draw grey images: colour rows (C, H, W) are shown as their channel mean."""
+    if data.image_shape is None or data.channels == 1:
+        return (lambda x: x), ""
+    c = data.channels
+    return (lambda x: x.reshape(x.shape[0], c, -1).mean(1)), f" ({c} channels, shown as their mean)"
+
+
 @torch.no_grad()
 def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -> list[Path]:
     """Reconstructions, prior samples, training curves and — for 2-D latents — the per-point posterior
@@ -36,14 +44,17 @@ def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -
     written = []
     with forked_rng(cfg.train.seed):
         x = (data.test if data.test.shape[0] else data.val)[:16]
+        grey, suffix = _grey(data)
         written.append(
             plots.plot_reconstructions(
-                x, model.reconstruct(x), out / "reconstructions.png", image_shape=data.image_shape
+                grey(x), grey(model.reconstruct(x)), out / "reconstructions.png",
+                image_shape=data.image_shape, title=f"Reconstructions{suffix}",
             )
         )
         written.append(
             plots.plot_samples(
-                model.generate(64), out / "samples.png", image_shape=data.image_shape
+                grey(model.generate(64)), out / "samples.png", image_shape=data.image_shape,
+                title=f"Samples from the prior{suffix}",
             )
         )
         metrics = run_dir / "metrics.csv"

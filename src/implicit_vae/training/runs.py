@@ -8,6 +8,12 @@ or resume then holds ``RUN_DIR/.lock`` (its pid, host and start time, plus ``fcn
 it ends; another process that wants the directory is refused with a one-line :class:`ConfigError`
 naming the holder. A lock left by a process that died (its ``flock`` is gone, or where ``flock`` is
 not available: its pid no longer runs on this host) is taken over.
+
+``RUN_DIR/data_info.json`` records what was done to the data (binarisation, the categories of
+one-hot text columns, standardisation, label names, notes such as how a split was made) and a
+fingerprint of every split (rows, columns and the SHA-256 that ``compare`` pairs evaluations by).
+``evaluate`` and ``--resume`` re-apply the saved preprocessing; ``--resume`` refuses data whose
+fingerprint changed, and ``evaluate`` warns.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ except ImportError:  # pragma: no cover - Windows: the pid check alone
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lock"
+DATA_INFO = "data_info.json"
+SPLITS = ("train", "val", "test")
 
 
 class RunLock:
@@ -321,7 +330,15 @@ def load_run(
         raise ConfigError(f"checkpoint {checkpoint!r} is not known; expected 'last' or 'best'")
     ckpt = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.ckpt")
     cfg = config_from_dict(ckpt["config"])
-    data = load_dataset(cfg.data, cfg.train.seed) if with_data else None
+    data = None
+    if with_data:
+        data, changed = load_run_data(run_dir, cfg)
+        if changed:
+            warnings.warn(
+                f"the data of run {str(run_dir)!r} changed since it was trained ({changed}); "
+                "the numbers below are for the data as they are now",
+                stacklevel=2,
+            )
     event_shape = data.event_shape if data is not None else _event_shape(ckpt)
     model = build_model(cfg, event_shape)
     mismatch = state_mismatch(model.state_dict(), ckpt["model"])
@@ -359,3 +376,66 @@ def state_mismatch(expected: dict[str, Any], found: dict[str, Any], limit: int =
             more = f" and {len(items) - limit} more" if len(items) > limit else ""
             parts.append(f"{label}: {', '.join(items[:limit])}{more}")
     return "; ".join(parts)
+
+
+def read_data_info(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``data_info.json`` (None for a run written before runs saved it)."""
+    path = Path(run_dir) / DATA_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: not readable JSON ({err}); expected the file training wrote") from None
+    return info if isinstance(info, dict) else None
+
+
+def data_fingerprint_of(data: Dataset) -> dict[str, dict[str, Any]]:
+    """Rows, columns and SHA-256 (:func:`~implicit_vae.evaluation.compare.data_fingerprint`, the
+    one ``compare`` pairs evaluations by) of each split."""
+    from ..evaluation.compare import data_fingerprint
+
+    out = {}
+    for split in SPLITS:
+        x = getattr(data, split)
+        out[split] = {"rows": int(x.shape[0]), "columns": int(x.shape[1]),
+                      "sha256": data_fingerprint(x)}
+    return out
+
+
+def data_info_of(data: Dataset) -> dict[str, Any]:
+    """What ``data_info.json`` holds for ``data``."""
+    return {"name": data.name, "binarize": data.binarize, "notes": list(data.notes), **data.info,
+            "fingerprint": data_fingerprint_of(data)}
+
+
+def write_data_info(run_dir: Path, data: Dataset) -> None:
+    write_json(run_dir / DATA_INFO, data_info_of(data))
+
+
+def fingerprint_changes(saved: dict[str, Any], data: Dataset) -> str:
+    """How ``data`` differ from a saved fingerprint, in words ("" if they are the same)."""
+    now = data_fingerprint_of(data)
+    parts = []
+    for split in SPLITS:
+        was, new = saved.get(split), now[split]
+        if not isinstance(was, dict) or was.get("sha256") == new["sha256"]:
+            continue
+        shape = [f"{new[k]} {k}, was {was.get(k)}" for k in ("rows", "columns")
+                 if was.get(k) != new[k]]
+        parts.append(f"{split} split: {', '.join(shape) if shape else 'same size, other values'}")
+    return "; ".join(parts)
+
+
+def load_run_data(run_dir: Path, cfg: Config) -> tuple[Dataset, str]:
+    """The run's data, its saved preprocessing re-applied, and how they changed since ("")."""
+    saved = read_data_info(run_dir)
+    if saved is None:  # a run from before data_info.json: binarize=auto as it was then resolved
+        return load_dataset(cfg.data, cfg.train.seed), ""
+    data = load_dataset(cfg.data, cfg.train.seed, likelihood=cfg.model.likelihood, info=saved)
+    changed = fingerprint_changes(saved.get("fingerprint") or {}, data)
+    if changed:
+        sources = saved.get("sources") or {}
+        where = ", ".join(sorted(set(sources.values()))) or cfg.data.path or cfg.data.name
+        changed = f"{where}: {changed}"
+    return data, changed
