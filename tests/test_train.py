@@ -51,7 +51,7 @@ def test_cli_run_on_digits_creates_every_output(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 30 and summary["kl_is_estimate"] is True
     for split in ("train", "val", "test"):
-        assert {"loss", "reconstruction", "kl"} <= set(summary[split])
+        assert {"loss", "reconstruction_error", "kl"} <= set(summary[split])
     assert summary["wall_time_s"] > 0
     # The stored config is complete and reloads to the same values.
     assert load_config(run / "config.yaml").train.max_steps == 30

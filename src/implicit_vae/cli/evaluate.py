@@ -38,6 +38,24 @@ def add_parser(sub) -> None:
         help="skip the AIS-versus-annealing-steps diagnostic plot",
     )
     evaluate.add_argument(
+        "--ais-curve-examples",
+        type=_count_or_all,
+        default=500,
+        metavar="N|all",
+        help="examples the AIS-versus-steps curve runs on: the first N of those evaluated, or "
+        "all (default 500; a subset is labelled as one in the JSON, the table and the plot)",
+    )
+    evaluate.add_argument(
+        "--no-exact",
+        action="store_true",
+        help="skip the 2-D quadrature log_px_exact (it is computed for 2-D latents otherwise)",
+    )
+    evaluate.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="show no progress (by default: a bar on a terminal, plain lines in a log file)",
+    )
+    evaluate.add_argument(
         "--device",
         default="auto",
         metavar="DEVICE",
@@ -80,6 +98,9 @@ def run(args: argparse.Namespace) -> None:
         is_samples=args.is_samples,
         seed=cfg.train.seed,
         ais_curve_path=curve,
+        ais_curve_examples=args.ais_curve_examples,
+        exact=not args.no_exact,
+        progress=not args.no_progress,
         per_example=True,
     )
     per_example = result.pop("per_example")
@@ -101,9 +122,29 @@ def run(args: argparse.Namespace) -> None:
             print(f"{key:>24s}  {value:.4f}")
     for key, why in result["unavailable"].items():
         print(f"{key:>24s}  not available: {why}")
+    for key, why in result.get("skipped", {}).items():
+        print(f"{key:>24s}  skipped: {why}")
+    if "ais_versus_steps" in result:
+        print_ais_curve(result["ais_versus_steps"])
     print(f"wrote {path} and {examples_path.name}")
 
 
+def print_ais_curve(curve: dict) -> None:
+    """The AIS-versus-steps table, headed by the examples it is on (a subset says so)."""
+    from ..evaluation.run import curve_label
+
+    print(f"{curve_label(curve['examples'], curve['of_examples'])}:")
+    for point in curve["points"]:
+        print(f"{point['steps']:>24d}  {point['log_px']:.4f} ± {point['stderr']:.4f}")
+
+
+def _count_or_all(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return positive(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err}; expected a positive integer or 'all'") from None
 
 
 def evaluation_device(name: str):

@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> None:
         run_dir, summary = fit(cfg, on_start=_announce)
     if not summary:  # a torchrun process other than rank 0: rank 0 reports
         return
-    val, key = summary.get("val", {}), summary["divergence_key"]
+    val, key, nan = summary.get("val", {}), summary["divergence_key"], float("nan")
+    estimate = "estimate " if summary["kl_is_estimate"] else ""
     print(
         f"steps {summary['steps']}, wall time {summary['wall_time_s']:.1f} s, validation loss "
-        f"{val.get('loss', float('nan')):.3f} (reconstruction {val.get('reconstruction', float('nan')):.3f}, "
-        f"{key} {'estimate ' if summary['kl_is_estimate'] else ''}{val.get(key, float('nan')):.3f})"
+        f"{val.get('loss', nan):.3f} (reconstruction_error {val.get('reconstruction_error', nan):.3f}"
+        f", {key} {estimate}{val.get(key, nan):.3f})"
     )
     chosen = summary.get("selected_by") or {}
     if chosen.get("step") is not None:

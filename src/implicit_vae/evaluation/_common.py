@@ -16,6 +16,11 @@ LogLikelihoodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``log_likelihood(x (B, D_x), z (n, B, D)) -> log p(x|z) (n, B)``."""
 
 
+# Progress of the estimators where output is no terminal: a line per 5 % at most every 5 s, so a
+# long AIS says how far it is and a short one writes one line when it is done.
+PLAIN_LINES = {"lines": 20, "min_interval": 5.0}
+
+
 class EvaluationError(ValueError):
     """An estimator cannot be applied to the given model (missing density, wrong dimension, ...)."""
 

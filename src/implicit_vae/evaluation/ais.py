@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import Progress
 from ._common import (
+    PLAIN_LINES,
     LogLikelihoodEstimate,
     LogLikelihoodFn,
     call_log_likelihood,
@@ -68,7 +69,8 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
                        initial: tuple[torch.Tensor, torch.Tensor] | None = None,
                        batch_size: int = 128, schedule: str = "sigmoid", seed: int = 0,
                        progress: bool = False,
-                       pilot_steps: int | None = None) -> LogLikelihoodEstimate:
+                       pilot_steps: int | None = None,
+                       progress_desc: str = "AIS") -> LogLikelihoodEstimate:
     """AIS estimate of log p(x) = log ∫ p(x|z) p(z) dz with HMC transitions.
 
     Anneals along π_β(z) ∝ p0(z)^{1−β} [p(z) p(x|z)]^β from the normalised p0 (β = 0) to the
@@ -117,8 +119,10 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
         batch_size: examples per batch; memory grows with ``chains * batch_size``, not with B.
         schedule: ``"sigmoid"`` or ``"linear"`` (see :func:`beta_schedule`).
         seed: seed of the run; the caller's global RNG state is restored afterwards.
-        progress: show a tqdm bar over batches × annealing steps (pilot and reported pass).
+        progress: show progress over batches × annealing steps (pilot and reported pass): a bar
+            on a terminal, plain lines otherwise (:class:`~implicit_vae.progress.Progress`).
         pilot_steps: annealing steps of the step-size pilot (see above); None for the default.
+        progress_desc: the progress display's label.
 
     Returns:
         log p(x) estimates (B,) and the delta-method standard error over chains (B,).
@@ -155,8 +159,8 @@ def ais_log_likelihood(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, 
     log_w = []
     n_batches = math.ceil(x.shape[0] / batch_size)
     pilot_cost = pilot_transitions(pilot_steps) + 1
-    with seeded(seed, x.device), tqdm(total=n_batches * (pilot_cost + steps),
-                                      disable=not progress, desc="AIS") as bar:
+    with seeded(seed, x.device), Progress(n_batches * (pilot_cost + steps), progress_desc,
+                                          enabled=progress, **PLAIN_LINES) as bar:
         for start in range(0, x.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             init = None if initial is None else (initial[0][sl].detach(), initial[1][sl].detach())
@@ -351,6 +355,8 @@ def ais_versus_steps(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, st
         raise ValueError("pass the numbers of steps in steps_list, not as steps=")
     results = []
     for s in steps_list:
+        if ais_kwargs.get("progress"):
+            ais_kwargs["progress_desc"] = f"AIS curve, {s} steps"
         est = ais_log_likelihood(log_likelihood, prior, x, steps=s, **ais_kwargs)
         results.append({"steps": s, "log_px": est.mean, "stderr": est.mean_stderr})
     return results

@@ -6,13 +6,14 @@ import os
 
 
 def plot_ais_versus_steps(results: list[dict], path: str | os.PathLike,
-                          reference: float | None = None) -> None:
+                          reference: float | None = None, title: str | None = None) -> None:
     """Save a PNG of mean log p(x) ± s.e. against annealing steps (log x-axis).
 
     Args:
         results: the output of :func:`ais_versus_steps`.
         path: where to write the PNG.
         reference: an exact or trusted value drawn as a dashed line (quadrature, closed form).
+        title: drawn above the plot (e.g. which examples the curve is on).
     """
     if not results:
         raise ValueError("results must not be empty")
@@ -31,5 +32,7 @@ def plot_ais_versus_steps(results: list[dict], path: str | os.PathLike,
     ax.set_xlabel("annealing steps")
     ax.set_ylabel("mean log p(x) [nats]")
     ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -184,6 +184,11 @@ def _read_metrics(metrics_csv) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if name != "step" and m.any():
             order = np.argsort(step[m], kind="stable")
             out[name] = (step[m][order], a[m, j][order])
+    for split in ("train", "val"):  # metrics.csv of runs before reconstruction_error: its sign
+        old, new = f"{split}/reconstruction", f"{split}/reconstruction_error"
+        if old in out and new not in out:
+            steps, values = out.pop(old)
+            out[new] = (steps, -values)
     return out
 
 
@@ -215,7 +220,7 @@ def _curve(ax, d: dict, key: str, color: str, label: str) -> list[Line2D]:
 
 # (panel title, left-axis metric, right (twin) axis metric); metric = (name, colour, axis label).
 _PANELS = (("Loss (negative ELBO estimate)", ("loss", "C0", "loss"), None),
-           ("Reconstruction and KL", ("reconstruction", "C0", "log p(x|z)"),
+           ("Reconstruction and KL", ("reconstruction_error", "C0", "reconstruction error −log p(x|z)"),
             ("kl", "C3", "KL estimate")),
            ("Critic", ("critic_loss", "C2", "critic loss"),
             ("critic_accuracy", "C4", "critic accuracy")))
@@ -227,7 +232,9 @@ def plot_training_curves(metrics_csv, path) -> Path:
 
     Args:
         metrics_csv: CSV with a ``step`` column and any of ``train/loss``, ``val/loss``,
-            ``train/reconstruction``, ``val/reconstruction``, ``train/kl``, ``val/kl``,
+            ``train/reconstruction_error``, ``val/reconstruction_error`` (−E_q log p(x|z); the
+            ``*/reconstruction`` = E_q log p(x|z) of older runs is read with its sign flipped),
+            ``train/kl``, ``val/kl``,
             ``train/critic_loss``, ``train/critic_accuracy`` (``_step``/``_epoch`` suffixed
             variants are accepted). Empty cells are skipped; panels without data are omitted
             (no data at all gives a "no metrics logged yet" placeholder figure).

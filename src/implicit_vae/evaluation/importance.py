@@ -10,7 +10,9 @@ import math
 
 import torch
 
+from ..progress import Progress
 from ._common import (
+    PLAIN_LINES,
     EvaluationError,
     LogLikelihoodEstimate,
     LogLikelihoodFn,
@@ -29,8 +31,8 @@ _MAX_ROWS = 16384
 
 def importance_sampling_log_likelihood(log_likelihood: LogLikelihoodFn, prior, posterior,
                                        x: torch.Tensor, *, samples: int = 1000,
-                                       batch_size: int = 128,
-                                       seed: int = 0) -> LogLikelihoodEstimate:
+                                       batch_size: int = 128, seed: int = 0,
+                                       progress: bool = False) -> LogLikelihoodEstimate:
     """log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al. 2016).
 
     Unbiased for p(x) before the log, so a stochastic lower bound on log p(x) that tightens as K
@@ -46,6 +48,7 @@ def importance_sampling_log_likelihood(log_likelihood: LogLikelihoodFn, prior, p
         samples: K, importance samples per example; drawn in chunks so memory stays bounded.
         batch_size: examples per batch.
         seed: seed of the run; the caller's global RNG state is restored afterwards.
+        progress: show progress over examples × samples (a bar on a terminal, else plain lines).
 
     Returns:
         log p(x) estimates (B,) and their delta-method standard errors (B,).
@@ -62,17 +65,18 @@ def importance_sampling_log_likelihood(log_likelihood: LogLikelihoodFn, prior, p
     check_positive_int(samples=samples, batch_size=batch_size)
     x = x.to(device_of(log_likelihood, posterior, prior, default=x.device))  # runs on the model's
     out, errs = [], []
-    with torch.no_grad(), seeded(seed, x.device):
+    bar = Progress(x.shape[0] * samples, "IS", enabled=progress, unit="sample", **PLAIN_LINES)
+    with torch.no_grad(), seeded(seed, x.device), bar:
         for start in range(0, x.shape[0], batch_size):
             lse1, lse2 = _accumulate(log_likelihood, prior, posterior, x[start:start + batch_size],
-                                     samples)
+                                     samples, bar)
             out.append(lse1 - math.log(samples))
             errs.append(stderr_from_sums(lse1, lse2, samples))
     return LogLikelihoodEstimate(torch.cat(out), torch.cat(errs))
 
 
-def _accumulate(log_likelihood, prior, posterior, x: torch.Tensor,
-                samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _accumulate(log_likelihood, prior, posterior, x: torch.Tensor, samples: int,
+                bar: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Running log Σ w and log Σ w² over K samples, chunked; each (B,)."""
     chunk = max(1, _MAX_ROWS // x.shape[0])
     lse1 = torch.full((x.shape[0],), -float("inf"), device=x.device, dtype=x.dtype)
@@ -83,4 +87,6 @@ def _accumulate(log_likelihood, prior, posterior, x: torch.Tensor,
         log_w = call_log_likelihood(log_likelihood, x, q.z) + prior.log_prob(q.z) - log_q  # (n, B)
         lse1 = torch.logaddexp(lse1, torch.logsumexp(log_w, 0))
         lse2 = torch.logaddexp(lse2, torch.logsumexp(2.0 * log_w, 0))
+        if bar is not None:
+            bar.update(log_w.numel())
     return lse1, lse2

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..progress import Progress
 from ._common import (
+    PLAIN_LINES,
     EvaluationError,
     LogLikelihoodFn,
     call_log_likelihood,
@@ -76,7 +78,8 @@ def exact_log_likelihood_2d(log_likelihood: LogLikelihoodFn, prior, x: torch.Ten
 
 def quadrature_log_likelihood_2d(log_likelihood: LogLikelihoodFn, prior, x: torch.Tensor, *,
                                  limit: float | None = None, grid: int = 401,
-                                 batch_size: int = 64) -> QuadratureEstimate:
+                                 batch_size: int = 64,
+                                 progress: bool = False) -> QuadratureEstimate:
     """log p(x) by the trapezoid rule on a ``grid × grid`` lattice over a box fitted per example.
 
     The box (``limit`` None): start from the prior's box, mean ± 6 std per axis of 4096 prior
@@ -101,6 +104,7 @@ def quadrature_log_likelihood_2d(log_likelihood: LogLikelihoodFn, prior, x: torc
         limit: half-width of a fixed integration box; None fits the box per example.
         grid: nodes per axis (≥ 3; odd makes the half grid uniform).
         batch_size: examples per batch.
+        progress: show progress over examples (a bar on a terminal, else plain lines).
 
     Returns:
         The estimate (B,), its grid-doubling change (B,) and the boxes.
@@ -126,6 +130,8 @@ def quadrature_log_likelihood_2d(log_likelihood: LogLikelihoodFn, prior, x: torc
             center0 = torch.zeros(2, device=x.device, dtype=x.dtype)
             half0 = torch.full((2,), float(limit), device=x.device, dtype=x.dtype)
         parts = []
+        bar = Progress(x.shape[0], "quadrature", enabled=progress, unit="example",
+                       **PLAIN_LINES)
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             center = center0.expand(xb.shape[0], 2).clone()
@@ -134,6 +140,8 @@ def quadrature_log_likelihood_2d(log_likelihood: LogLikelihoodFn, prior, x: torc
                 center, half = _fit_box(log_likelihood, prior, xb, center, half)
             parts.append((*_integrate(log_likelihood, prior, xb, center - half, center + half,
                                       grid), center - half, center + half))
+            bar.update(xb.shape[0])
+        bar.close()
     fine, half_grid, lower, upper = (torch.cat(p) for p in zip(*parts))
     return QuadratureEstimate(fine, (fine - half_grid).abs(), lower, upper)
 

@@ -13,7 +13,9 @@ import math
 import torch
 
 from ..posteriors.semi_implicit import SemiImplicitPosterior, log_mixture_density
+from ..progress import Progress
 from ._common import (
+    PLAIN_LINES,
     EvaluationError,
     LogLikelihoodEstimate,
     LogLikelihoodFn,
@@ -35,7 +37,7 @@ _MAX_ROWS = 1 << 16
 def log_px_iw_semi_implicit(log_likelihood: LogLikelihoodFn, prior, posterior, x: torch.Tensor,
                             *, samples: int = 1000, mixing_samples: int = 100,
                             independent_mixing: bool = True, batch_size: int = 128,
-                            seed: int = 0) -> LogLikelihoodEstimate:
+                            seed: int = 0, progress: bool = False) -> LogLikelihoodEstimate:
     """log (1/S) Σ_s p(x|z_s) p(z_s) / q̂(z_s), z_s ~ q(z|x) with generating noise ε_s, and
     q̂(z_s) = (1/(K+1)) Σ_{k=0..K} N(z_s; μ(x, ε_k), σ_k²), ε_0 = ε_s, ε_1..K fresh draws.
 
@@ -62,6 +64,7 @@ def log_px_iw_semi_implicit(log_likelihood: LogLikelihoodFn, prior, posterior, x
         independent_mixing: fresh draws per sample (True) or per example (False).
         batch_size: examples per batch.
         seed: seed of the run; the caller's global RNG state is restored afterwards.
+        progress: show progress over examples × samples (a bar on a terminal, else plain lines).
 
     Returns:
         log p(x) estimates (B,) and their delta-method standard errors (B,), on the model's device.
@@ -78,18 +81,20 @@ def log_px_iw_semi_implicit(log_likelihood: LogLikelihoodFn, prior, posterior, x
     check_positive_int(samples=samples, mixing_samples=mixing_samples, batch_size=batch_size)
     x = x.to(device_of(log_likelihood, posterior, prior, default=x.device))
     out, errs = [], []
-    with torch.no_grad(), seeded(seed, x.device):
+    bar = Progress(x.shape[0] * samples, "semi-implicit IW", enabled=progress, unit="sample",
+                   **PLAIN_LINES)
+    with torch.no_grad(), seeded(seed, x.device), bar:
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             lse1, lse2 = _accumulate(log_likelihood, prior, posterior, xb, samples,
-                                     mixing_samples, independent_mixing)
+                                     mixing_samples, independent_mixing, bar)
             out.append(lse1 - math.log(samples))
             errs.append(stderr_from_sums(lse1, lse2, samples))
     return LogLikelihoodEstimate(torch.cat(out), torch.cat(errs))
 
 
 def _accumulate(log_likelihood, prior, posterior, x: torch.Tensor, samples: int, k: int,
-                independent: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                independent: bool, bar: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Running log Σ w and log Σ w² over the S samples, chunked; each (B,)."""
     b = x.shape[0]
     chunk = max(1, _MAX_TERMS // (b * (k + 1)))
@@ -110,4 +115,6 @@ def _accumulate(log_likelihood, prior, posterior, x: torch.Tensor, samples: int,
         log_w = call_log_likelihood(log_likelihood, x, q.z) + prior.log_prob(q.z) - log_q
         lse1 = torch.logaddexp(lse1, torch.logsumexp(log_w, 0))
         lse2 = torch.logaddexp(lse2, torch.logsumexp(2.0 * log_w, 0))
+        if bar is not None:
+            bar.update(log_w.numel())
     return lse1, lse2

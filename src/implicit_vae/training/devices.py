@@ -8,7 +8,6 @@ wrapping (NCCL on CUDA, gloo on the CPU); the two-player loop itself is ours
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import torch
@@ -83,8 +82,8 @@ def make_fabric(accelerator: str, devices: int | None, precision: str, world: Wo
     from lightning.fabric import Fabric
     from lightning.fabric.strategies import DDPStrategy
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning's banners ("Using bfloat16 Automatic Mixed Precision") and warnings: fit() routes
+    # them to RUN_DIR/lightning.log (training.quiet).
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     per_machine = check_layout(devices, precision, accelerator, world)
     strategy: object = "auto"

@@ -32,6 +32,7 @@ from .distributed import ShardedStream, World
 from .guards import NonFiniteError
 from .logs import RunLogs
 from .module import StopRequest, TrainingInterrupted, TwoPlayerLoop
+from .quiet import LightningSink, lightning_quiet
 from .runs import (
     DATA_INFO,
     RunLock,
@@ -109,7 +110,8 @@ def fit(
     trains or resumes in it meanwhile. SIGINT and SIGTERM (when called in the main thread) stop
     training after the current step, with ``last.ckpt`` written at that step; a second signal stops
     at once. Under ``torchrun`` every process calls this; only rank 0 creates, locks and writes
-    files, and the other ranks get an empty summary.
+    files, and the other ranks get an empty summary. Lightning's own warnings and log messages go
+    to ``RUN_DIR/lightning.log``, not to the terminal (:mod:`~implicit_vae.training.quiet`).
 
     Args:
         on_start: called on rank 0 with the run directory once it is claimed, before training.
@@ -121,7 +123,7 @@ def fit(
         TrainingInterrupted: after SIGINT or SIGTERM (a KeyboardInterrupt).
     """
     stop = StopRequest()
-    with contextlib.ExitStack() as held, _stop_on_signals(stop):
+    with contextlib.ExitStack() as held, _stop_on_signals(stop), lightning_quiet() as quiet:
         ckpt = None
         if resume is not None:
             run_dir = Path(resume)
@@ -144,7 +146,7 @@ def fit(
             fabric.launch()
         try:
             resumed = Path(resume) if resume is not None else None
-            return _fit(cfg, ckpt, resumed, world, fabric, held, stop, on_start)
+            return _fit(cfg, ckpt, resumed, world, fabric, held, stop, on_start, quiet)
         finally:
             if created and dist.is_initialized():
                 dist.destroy_process_group()
@@ -183,6 +185,7 @@ def _fit(
     held: contextlib.ExitStack,
     stop: StopRequest,
     on_start: Callable[[Path], None] | None,
+    quiet: LightningSink | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -214,6 +217,8 @@ def _fit(
         run_dir = Path(world.broadcast(claimed))
         cfg.train.run_dir = str(run_dir)
     assert run_dir is not None
+    if world.is_zero and quiet is not None:  # Lightning's remarks: into the run, not the terminal
+        quiet.attach(run_dir / "lightning.log")
     if world.is_zero and on_start is not None:
         on_start(run_dir)
     if world.is_zero:
@@ -237,10 +242,11 @@ def _fit(
     )
     try:
         loop.run(ShardedStream(stream, world) if world.world_size > 1 else stream)
+        summary = write_outputs(loop, run_dir) if world.is_zero else {}
     finally:
         if loop.logs is not None:
             loop.logs.close()
-    return run_dir, (write_outputs(loop, run_dir) if world.is_zero else {})
+    return run_dir, summary
 
 
 class TrainingInputWarning(UserWarning):
@@ -315,7 +321,7 @@ def column_scale_ratio(data: Any) -> tuple[float, float] | None:
 
 def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
     """summary.json and plots for a finished run."""
-    from .report import write_plots
+    from .report import flat_hparams, write_plots
 
     test = loop.evaluate_split(loop.data.test, split="test") if loop.data.test.shape[0] else {}
     summary = {
@@ -334,10 +340,14 @@ def write_outputs(loop: TwoPlayerLoop, run_dir: Path) -> dict[str, Any]:
         "processes": loop.world.world_size,
         "device": loop.device.type,
         "precision": loop.cfg.train.precision,
-        "note": "loss = -reconstruction + beta * kl; with a critic-based divergence, kl is an "
-        "estimate and -loss is an ELBO estimate, not a bound",
+        "note": "loss = reconstruction_error + beta * kl, where reconstruction_error = "
+        "-E_q[log p(x|z)] in nats per example (the sign evaluate reports); with a critic-based "
+        "divergence, kl is an estimate and -loss is an ELBO estimate, not a bound",
     }
     write_json(run_dir / "summary.json", summary)
+    if loop.logs is not None:  # TensorBoard's HPARAMS tab: the config beside the final numbers
+        final = {f"{split}/{k}": v for split in ("val", "test") for k, v in summary[split].items()}
+        loop.logs.log_hparams(flat_hparams(loop.cfg.to_dict()), final, loop.model_step)
     write_plots(loop.model.cpu(), loop.data, loop.cfg, run_dir)  # the figures are drawn on the CPU
     return summary
 

@@ -15,6 +15,27 @@ from pathlib import Path
 from typing import Any
 
 
+def upgrade_columns(fieldnames: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """Rows of an older ``metrics.csv`` in today's columns, in place; returns the new fieldnames.
+
+    Older runs logged the reconstruction term as ``SPLIT/reconstruction`` = E_q[log p(x|z)]
+    (negative); it is now ``SPLIT/reconstruction_error`` = −E_q[log p(x|z)], the sign ``evaluate``
+    reports. A resumed old run keeps one column with one sign.
+    """
+    out = []
+    for name in fieldnames:
+        split, _, metric = name.rpartition("/")
+        new = f"{split}/reconstruction_error"
+        if metric != "reconstruction" or not split or new in fieldnames:
+            out.append(name)
+            continue
+        for row in rows:
+            value = row.pop(name, "")
+            row[new] = repr(-float(value)) if value not in ("", None) else ""
+        out.append(new)
+    return out
+
+
 class MetricsCSV:
     """``path`` with a ``step`` column and one column per metric; one row per :meth:`log` call.
 
@@ -31,6 +52,7 @@ class MetricsCSV:
                 reader = csv.DictReader(handle)
                 self.fieldnames = list(reader.fieldnames or [])
                 rows = [r for r in reader if r.get("step") and float(r["step"]) <= resume_step]
+            self.fieldnames = upgrade_columns(self.fieldnames, rows)
             self._rewrite(rows)
         elif self.path.exists():
             self.path.unlink()
@@ -76,6 +98,29 @@ class RunLogs:
         self.csv.log(metrics, step)
         self.tensorboard.log_metrics(metrics, step=step)
         self.tensorboard.experiment.flush()  # a crash loses no logged row
+
+    def log_images(self, images: dict[str, Any], step: int) -> None:
+        """(C, H, W) pictures in [0, 1], e.g. :func:`~implicit_vae.training.report.validation_images`."""
+        if not images:
+            return
+        writer = self.tensorboard.experiment
+        for tag, image in images.items():
+            writer.add_image(tag, image, global_step=step, dataformats="CHW")
+        writer.flush()
+
+    def log_hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """The run's flattened config as TensorBoard hyper-parameters, with its final ``metrics``
+        (``val/…`` are scalars already; the others, e.g. ``test/…``, are logged at ``step`` here)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        new = {k: float(v) for k, v in metrics.items() if not k.startswith(("train/", "val/"))}
+        if new:
+            self.tensorboard.log_metrics(new, step=step)
+        exp, ssi, sei = hparams(params, {k: float(v) for k, v in metrics.items()})
+        writer = self.tensorboard.experiment._get_file_writer()  # as Lightning's log_hyperparams
+        for summary in (exp, ssi, sei):
+            writer.add_summary(summary, step)
+        self.tensorboard.experiment.flush()
 
     def close(self) -> None:
         self.tensorboard.finalize("success")

@@ -37,6 +37,7 @@ from .. import __version__
 from ..config import Config
 from ..data import Dataset
 from ..model import ImplicitVAE
+from ..progress import Progress
 from ..rng import collect_rng_states, forked_rng, restore_rng_states
 from . import guards
 from .checkpoint import (
@@ -46,6 +47,7 @@ from .checkpoint import (
 )
 from .distributed import World
 from .guards import CriticSaturationWarning, NonFiniteError, SaturationAlarm, SkipCounter
+from .report import validation_images
 from .runs import state_mismatch
 from .schedules import lr_factor
 from .selection import compute_criterion, criterion_for
@@ -174,8 +176,6 @@ class TwoPlayerLoop:
     # --- the loop -------------------------------------------------------------------------------
     def run(self, stream: Any) -> None:
         """Steps ``model_step + 1 … max_steps`` on batches ``stream[k]`` (k = the step − 1)."""
-        from tqdm.auto import tqdm
-
         t = self.cfg.train
         self._segment_start = time.perf_counter()
         if self._pending is not None:  # right before the first resumed step
@@ -186,8 +186,9 @@ class TwoPlayerLoop:
                 seed_everything(self.world.rank_seed(t.seed) + self.model_step, verbose=False)
             self._pending = None
         show = t.progress_bar and self.world.is_zero
-        self._bar = tqdm(
-            total=t.max_steps, initial=self.model_step, disable=not show, desc="train", leave=True
+        # a bar on a terminal; in a log file or CI ~20 plain lines and one after each validation
+        self._bar = Progress(
+            t.max_steps, "train", initial=self.model_step, enabled=show, lines=20, unit="step"
         )
         try:
             for k in range(self.model_step, t.max_steps):
@@ -269,7 +270,10 @@ class TwoPlayerLoop:
             return None
         opts[0].step()
         self._unchecked["model"] = step
-        stats.update(reconstruction=values[0], loss=values[2], **{self.divergence_key: values[1]})
+        # reconstruction_error = −E_q[log p(x|z)] (nats, lower is better): the sign evaluate uses
+        stats.update(
+            reconstruction_error=-values[0], loss=values[2], **{self.divergence_key: values[1]}
+        )
         return stats
 
     @contextlib.contextmanager
@@ -412,30 +416,36 @@ class TwoPlayerLoop:
                 metrics["train/skipped_batches"] = float(self.skips.total)
             self._log(metrics)
             self._window = {}
-            self._progress(step)
         if validate:
             self.last_val_metrics = self.evaluate_split(self.data.val, split="val")
             x_val = self._on_device.get("val", self.data.val)
             self.last_val_metrics.update(compute_criterion(self.criterion, self.model, x_val, t))
             self._log({f"val/{k}": v for k, v in self.last_val_metrics.items()})
+            if self.logs is not None:  # small grids, drawn at validations only
+                self.logs.log_images(validation_images(self.model, x_val, self.data, t.seed), step)
             value = self.last_val_metrics.get(self.criterion.metric, math.nan)
             if self.criterion.better(value, self.best_val):
                 self.best_val, self.best_step = value, step
                 atomic_save(self.checkpoint_state(), self.run_dir / "checkpoints" / "best.ckpt")
+        if logged or validate:
+            self._progress(step, validated=validate)
         if save:
             rng = self.world.gather_rng()  # a collective: every rank takes part
             if self.world.is_zero:
                 atomic_save(self.checkpoint_state(rng), self.run_dir / "checkpoints" / "last.ckpt")
 
-    def _progress(self, step: int) -> None:
+    def _progress(self, step: int, validated: bool = False) -> None:
+        """The bar's (or plain line's) training loss, divergence and critic accuracy, and the
+        latest validation loss beside them."""
         bar = getattr(self, "_bar", None)
-        if bar is None or bar.disable:
+        if bar is None or not bar.enabled:
             return
         m = self.last_train_metrics
         shown = {"loss": m.get("loss"), self.divergence_key: m.get(self.divergence_key)}
         shown["acc"] = m.get("critic_accuracy")
-        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=False)
-        bar.update(step - bar.n)
+        shown["val_loss"] = self.last_val_metrics.get("loss")
+        bar.set_postfix(**shown)
+        bar.update_to(step, line=validated)
 
     def _log(self, metrics: dict[str, float]) -> None:
         if self.logs is not None:
@@ -445,7 +455,8 @@ class TwoPlayerLoop:
     def evaluate_split(
         self, x_all: torch.Tensor, batch_size: int = 500, split: str | None = None
     ) -> dict[str, float]:
-        """Mean loss, reconstruction and KL estimate over a split, on the training device (the split
+        """Mean loss, reconstruction error −E_q[log p(x|z)] and KL estimate over a split (so that
+        ``loss = reconstruction_error + beta * kl``), on the training device (the split
         is copied there once); uses its own RNG stream (CPU and every CUDA device forked) so the
         training sequence is the same whether or not (or how often) validation runs."""
         if split is not None:  # a split of the run: keep its device copy for the next validation
@@ -463,8 +474,11 @@ class TwoPlayerLoop:
         self.model.train(was_training)
         chunks = torch.stack(sums).tolist() if sums else []  # one host read
         n = x_all.shape[0]
-        out = {"reconstruction": sum(c[0] for c in chunks) / n, key: sum(c[1] for c in chunks) / n}
-        out["loss"] = -out["reconstruction"] + self.model.beta * out[key]
+        out = {
+            "reconstruction_error": -sum(c[0] for c in chunks) / n,
+            key: sum(c[1] for c in chunks) / n,
+        }
+        out["loss"] = out["reconstruction_error"] + self.model.beta * out[key]
         return out
 
     # --- checkpoints -------------------------------------------------------------------------------
@@ -525,6 +539,9 @@ class TwoPlayerLoop:
         self.alarm.load(states)
         window = ckpt.get("log_window") or {}
         self._window = {str(k): [float(v) for v in vs] for k, vs in window.items()}
+        if "reconstruction" in self._window:  # an older checkpoint: E_q log p(x|z), other sign
+            old = self._window.pop("reconstruction")
+            self._window["reconstruction_error"] = [-v for v in old]
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
         rank = self.world.rank
         rng = ckpt["rng"] if rank == 0 else (ranks[rank] if rank < len(ranks) else None)

@@ -1,8 +1,11 @@
-"""The figures written into every run directory."""
+"""The figures written into every run directory, and the image grids logged at each validation."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -77,3 +80,67 @@ def write_plots(model: ImplicitVAE, data: Dataset, cfg: Config, run_dir: Path) -
             written.append(plots.plot_latent_map(codes, labels, out / "latent_map.png"))
     model.train()
     return written
+
+
+GRID_EXAMPLES = 8  # validation images in the reconstruction grid (a row of data over one of E[x|z])
+GRID_SAMPLES = 16  # prior samples in the sample grid
+_MIN_SIDE = 32  # images smaller than this are magnified (nearest neighbour), so 8x8 digits show
+
+
+def image_grid(rows: torch.Tensor, event_shape: tuple[int, ...], ncol: int = 8) -> torch.Tensor:
+    """Flattened images (N, C·H·W) as one (C, H', W') picture in [0, 1], ``ncol`` per row, with a
+    one-pixel gap; images smaller than 32 pixels a side are magnified by a whole factor."""
+    c, h, w = event_shape
+    n = rows.shape[0]
+    imgs = rows.detach().float().reshape(n, c, h, w).clamp(0.0, 1.0).cpu()
+    scale = max(1, _MIN_SIDE // max(h, w))
+    if scale > 1:
+        imgs = imgs.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+        h, w = h * scale, w * scale
+    ncol = min(ncol, n)
+    nrow = math.ceil(n / ncol)
+    grid = torch.ones(c, nrow * (h + 1) - 1, ncol * (w + 1) - 1)
+    for i in range(n):
+        r, k = divmod(i, ncol)
+        grid[:, r * (h + 1) : r * (h + 1) + h, k * (w + 1) : k * (w + 1) + w] = imgs[i]
+    return grid
+
+
+@torch.no_grad()
+def validation_images(
+    model: ImplicitVAE, x_val: torch.Tensor, data: Dataset, seed: int
+) -> dict[str, torch.Tensor]:
+    """``images/val_reconstructions`` (8 validation images over their E[x|z]) and ``images/samples``
+    (16 prior samples) as (C, H, W) grids, for image data; {} for other data. Drawn under a forked
+    RNG, so training takes the same random numbers whether or not they are drawn."""
+    if data.image_shape is None or x_val.shape[0] == 0:
+        return {}
+    shape = data.event_shape
+    was_training = model.training
+    model.eval()
+    x = x_val[:GRID_EXAMPLES]
+    with forked_rng(seed + 54_321):
+        rec = model.reconstruct(x)
+        samples = model.generate(GRID_SAMPLES)
+    model.train(was_training)
+    return {
+        "images/val_reconstructions": image_grid(torch.cat([x, rec]), shape, ncol=x.shape[0]),
+        "images/samples": image_grid(samples, shape),
+    }
+
+
+def flat_hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.lr": 0.0001, …}`` with values TensorBoard's hparams accept
+    (numbers, strings, booleans; None as ``"none"``, lists as JSON text)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, f"{name}."))
+        elif value is None:
+            out[name] = "none"
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value, default=str)
+    return out
