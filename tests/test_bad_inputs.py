@@ -576,6 +576,8 @@ WARNED = [
                  ("train.batch_size: 5000 is more than the 1437 training examples",), id="batch"),
     pytest.param(("model.latent_dim=65",),
                  ("model.latent_dim: 65 is more than the data's 64 dimensions",), id="latent-dim"),
+    pytest.param(("model.hidden=[]",),
+                 ("model.hidden: [] makes the MLP encoder and decoder linear maps",), id="hidden"),
 ]
 # fmt: on
 

@@ -293,6 +293,15 @@ def check_against_data(cfg: Config, model: Any, data: Any, warn: bool = True) ->
             TrainingInputWarning,
             stacklevel=3,
         )
+    m = cfg.model
+    if not m.hidden and m.architecture == "mlp" and not (m.encoder and m.decoder):
+        # Allowed (a linear VAE is a classic baseline), but easily a typo for the default.
+        warnings.warn(
+            "model.hidden: [] makes the MLP encoder and decoder linear maps (no hidden layer); "
+            "give widths such as [256, 256] for a deep model",
+            TrainingInputWarning,
+            stacklevel=3,
+        )
     if cfg.model.latent_dim > dim:
         warnings.warn(
             f"model.latent_dim: {cfg.model.latent_dim} is more than the data's {dim} dimensions; "
