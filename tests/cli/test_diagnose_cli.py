@@ -77,6 +77,7 @@ def test_a_gaussian_vae_is_exactly_gaussian_and_its_estimate_is_the_bound(runs, 
     assert r["kl_parts"]["non_gaussian"]["max"] == 0.0
     assert r["charge"]["estimate"]["per_example"] == pytest.approx(
         r["kl_parts"]["lower_bound"]["per_example"], abs=2e-3)
+    assert r["charge"]["under_charged_fraction"] == 0.0  # an exact KL is the bound, not below it
     assert r["critic_accuracy_last_10pct"] is None
 
 
