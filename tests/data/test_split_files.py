@@ -126,3 +126,19 @@ def test_train_path_alone_satisfies_the_path_requirement(tmp_path):
     path = write(tmp_path / "t.npy", rows(20, 0))
     cfg = load_config(None, ["data.name=file", f"data.train_path={path}"])
     assert cfg.data.path is None and cfg.data.train_path == str(path)
+
+
+@pytest.mark.parametrize("layout", ["one file", "train file only"])
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_a_one_row_holdout_is_still_a_table_of_rows(tmp_path, layout, suffix):
+    """40 rows and 1 % held out: val and test are (1, D), not a bare row of D values (NumPy read a
+    one-element index tensor as a scalar index)."""
+    x = np.random.default_rng(0).random((40, 5)).astype(np.float32)
+    path = tmp_path / f"x{suffix}"
+    np.save(path, x) if suffix == ".npy" else np.savetxt(path, x, delimiter=",")
+    key = "path" if layout == "one file" else "train_path"
+    data = load_dataset(DataConfig(name="file", **{key: str(path)}, val_fraction=0.01,
+                                   test_fraction=0.01, binarize="none"), seed=0)  # fmt: skip
+    assert data.train.shape == (38, 5) and data.val.shape == (1, 5) and data.test.shape == (1, 5)
+    rows = torch.cat([data.train, data.val, data.test])
+    assert torch.allclose(rows.sort(0).values, torch.from_numpy(x).sort(0).values, atol=1e-6)

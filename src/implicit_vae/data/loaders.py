@@ -452,6 +452,12 @@ def file_sources(cfg: DataOptions) -> dict[str, Path]:
     return _split_folder(path) if path.is_dir() else {"all": path}
 
 
+def _as_tensors(x, y) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Arrays as tensors before they are indexed by split indices: NumPy reads a one-element index
+    tensor as a scalar and would return a one-row split as a 1-D row."""
+    return torch.as_tensor(x), (None if y is None else torch.as_tensor(y))
+
+
 def _file(cfg: DataOptions, seed: int, ctx: _Context) -> Dataset:
     """User files: one file split by the fractions, or one file per split."""
     sources = file_sources(cfg)
@@ -477,11 +483,11 @@ def _file(cfg: DataOptions, seed: int, ctx: _Context) -> Dataset:
     notes: list[str] = []
     gen = _generator(seed, 0)
     if "all" in arrays:
-        x, y, _ = arrays["all"]
+        x, y = _as_tensors(*arrays["all"][:2])
         idx = split_indices(len(x), cfg.val_fraction, cfg.test_fraction, gen)
         xs, ys = tuple(x[i] for i in idx), tuple(None if y is None else y[i] for i in idx)
     else:
-        x, y, _ = arrays["train"]
+        x, y = _as_tensors(*arrays["train"][:2])
         vf = 0.0 if "val" in arrays else cfg.val_fraction
         tf = 0.0 if "test" in arrays else cfg.test_fraction
         if vf or tf:
