@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 import tempfile
 import time
 from importlib import metadata
@@ -31,6 +32,62 @@ CONFIG = (
     Path(__file__).resolve().parents[1] / "src/implicit_vae/configs/binarized_mnist_z40_vae.yaml"
 )
 TIMED_PAIRS = 3
+
+
+
+def time_epochs(train: torch.Tensor, threads: int, device: torch.device, tmp: Path,
+                pairs: int = TIMED_PAIRS) -> tuple[list[float], list[float]]:
+    """Seconds of one epoch of our ``fit`` and of pythae's trainer on setting (b)'s networks,
+    alternated ``pairs`` times so that both see the same machine load."""
+    cfg = load_config(CONFIG)
+    t = cfg.train
+    timer = _pythae_model("vae", build_model(cfg, (train.shape[1],)), cfg.model.latent_dim,
+                          t.lr, (t.beta1, t.beta2), str(tmp / "time"), train,
+                          no_cuda=device.type != "cuda")  # fmt: skip
+    ours, theirs = [], []
+    for i in range(pairs):
+        ours.append(_our_epoch("vae", train, threads, tmp / f"ours{i}", CONFIG))
+        start = time.perf_counter()
+        timer.train_step(i + 1)
+        theirs.append(time.perf_counter() - start)
+    return ours, theirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python benchmarks/binarized_mnist_peer.py [--data DIR] [--pairs N] [--threads T]``: the
+    interleaved epoch timing alone (no training to convergence), written to
+    ``benchmarks/results/binarized_mnist/epoch_ours_vs_pythae.json``."""
+    import argparse
+
+    from benchmark_runs import write_result
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--data", type=Path, default=CONFIG.parents[3] / "../shared/data/binarized_mnist")
+    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=CONFIG.parents[3] / "benchmarks/results")
+    args = p.parse_args(argv)
+    try:
+        import pythae  # noqa: F401
+    except ImportError:
+        print("pythae is not installed (pip install -e '.[peers]')", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    train = torch.from_numpy(load_binarized_mnist_dir(args.data)[0]).float()
+    with tempfile.TemporaryDirectory(prefix="pythae_") as tmp:
+        ours, theirs = time_epochs(train, args.threads, torch.device("cpu"), Path(tmp), args.pairs)
+    ratios = [o / t for o, t in zip(ours, theirs)]
+    record = {
+        "what": "one epoch (500 steps of batch 100) of setting (b)'s z40 VAE: our fit (a) vs "
+        "pythae's trainer (b), interleaved, same networks, CPU", "threads": args.threads,
+        "pythae_version": metadata.version("pythae"), "ours_s": ours, "pythae_s": theirs,
+        "ratios": ratios, "median_ratio": statistics.median(ratios),
+        "command": "python benchmarks/binarized_mnist_peer.py " + " ".join(argv or sys.argv[1:]),
+    }  # fmt: skip
+    (args.out / "binarized_mnist").mkdir(parents=True, exist_ok=True)
+    write_result(args.out / "binarized_mnist" / "epoch_ours_vs_pythae.json", record)
+    print(f"epoch: ours / pythae = {record['median_ratio']:.2f} (median of {args.pairs} pairs)")
+    return 0
 
 
 def run_peer(args, data, device, eval_fp: str) -> dict:
@@ -72,15 +129,7 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
                                  ais_batch_size=args.ais_batch_size, is_samples=args.is_samples,
                                  seed=0, progress=False)  # fmt: skip
         eval_time = time.perf_counter() - start
-        ours_s, theirs_s = [], []
-        timer = _pythae_model("vae", build_model(cfg, (train.shape[1],)), cfg.model.latent_dim,
-                              t.lr, (t.beta1, t.beta2), str(Path(tmp) / "time"), train,
-                              no_cuda=device.type != "cuda")  # fmt: skip
-        for i in range(TIMED_PAIRS):
-            ours_s.append(_our_epoch("vae", train, args.threads, Path(tmp) / f"ours{i}", CONFIG))
-            start = time.perf_counter()
-            timer.train_step(i + 1)
-            theirs_s.append(time.perf_counter() - start)
+        ours_s, theirs_s = time_epochs(train, args.threads, device, Path(tmp))
     record = {
         "run": NAME, "what": "pythae VAE, our z40 networks copied, same data/batch/Adam/epochs; "
         "evaluated by our IS and AIS", "pythae_version": metadata.version("pythae"), "epochs": epochs,
@@ -92,3 +141,7 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
     }  # fmt: skip
     write_json(path, record)
     return record
+
+
+if __name__ == "__main__":
+    sys.exit(main())

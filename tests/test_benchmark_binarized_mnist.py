@@ -279,3 +279,26 @@ def test_committed_results_name_no_directory_of_this_machine(tmp_path):
     assert out == {"plot": "benchmarks/results/a.png",
                    "command": "python x.py --workdir ../runs/w --steps 5",
                    "note": ["log q/p, 1/√3, (x)/2"], "n": 3}  # fmt: skip
+
+
+def _has_pythae() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pythae") is not None
+
+
+@pytest.mark.skipif(not _has_pythae(), reason="pythae is not installed (the peers extra)")
+def test_epoch_timing_against_pythae_pairs_each_epoch(bench, amat, tmp_path):
+    peer = load_benchmark_script("binarized_mnist_peer.py", "binarized_mnist_peer_timing")
+    assert peer.main(["--data", str(amat), "--pairs", "2", "--out", str(tmp_path)]) == 0
+    got = json.loads((tmp_path / "binarized_mnist" / "epoch_ours_vs_pythae.json").read_text())
+    assert len(got["ours_s"]) == len(got["pythae_s"]) == 2
+    assert got["ratios"] == pytest.approx([o / t for o, t in zip(got["ours_s"], got["pythae_s"])])
+
+
+@pytest.mark.skipif(_has_pythae(), reason="checks the message shown without pythae")
+def test_epoch_timing_without_pythae_says_how_to_install_it(bench, amat, tmp_path, capsys):
+    peer = load_benchmark_script("binarized_mnist_peer.py", "binarized_mnist_peer_timing")
+    assert peer.main(["--data", str(amat), "--out", str(tmp_path)]) == 2
+    assert "pip install -e '.[peers]'" in capsys.readouterr().err
+    assert not (tmp_path / "binarized_mnist").exists()
