@@ -153,7 +153,10 @@ def plan(run_dir: Path, want: dict, cached: dict | None, eval_fp: str, reuse: bo
     if not finished:
         return "resume"
     best = run_dir / "checkpoints" / "best.ckpt"
-    if matches and best.is_file() and cached.get("checkpoint_sha256") == sha256_file(best):
+    # The run's own config was just compared with the wanted one, so the stored config
+    # fingerprint need not match: it changes whenever the schema gains a key.
+    if (cached is not None and cached.get("eval_fingerprint") == eval_fp and best.is_file()
+            and cached.get("checkpoint_sha256") == sha256_file(best)):  # fmt: skip
         return "cached"
     return "evaluate"
 
@@ -238,6 +241,9 @@ def do_run(setting: str, model: str, seed: int, args, data, device, eval_fp: str
     action = plan(run_dir, want, cached, eval_fp, args.reuse_runs)
     print(f"{name}: {action}", flush=True)
     if action == "cached":
+        if cached.get("config_fingerprint") != fingerprint(want):  # checked against the run dir
+            cached = {**cached, "config_fingerprint": fingerprint(want)}
+            write_result(json_path, cached)
         return cached
     if action in ("train", "resume"):
         cmd = train_command(cfg_path, overrides, args, run_dir, action == "resume")

@@ -302,3 +302,25 @@ def test_epoch_timing_without_pythae_says_how_to_install_it(bench, amat, tmp_pat
     assert peer.main(["--data", str(amat), "--out", str(tmp_path)]) == 2
     assert "pip install -e '.[peers]'" in capsys.readouterr().err
     assert not (tmp_path / "binarized_mnist").exists()
+
+
+def test_a_finished_run_is_reused_though_the_schema_grew(bench, tmp_path):
+    """A finished run whose own config is the wanted one, and whose best.ckpt is the one evaluated,
+    is reused even when its record's config fingerprint predates new schema keys; another
+    checkpoint is evaluated again."""
+    import yaml
+
+    from implicit_vae.config import load_config
+
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(load_config(None).to_dict()))
+    (run / "summary.json").write_text("{}")
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    want = bench.comparable(load_config(run / "config.yaml").to_dict(), bench.IGNORED)
+    cached = {"config_fingerprint": "from an older schema", "eval_fingerprint": "e",
+              "checkpoint_sha256": bench.sha256_file(run / "checkpoints" / "best.ckpt")}
+    assert bench.plan(run, want, cached, "e", reuse=True) == "cached"
+    assert bench.plan(run, want, cached, "other", reuse=True) == "evaluate"
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"other weights")
+    assert bench.plan(run, want, cached, "e", reuse=True) == "evaluate"
