@@ -41,6 +41,15 @@ def write_result(path: Path, obj: Any) -> None:
     write_json(Path(path), portable(obj))
 
 
+def write_table(path: Path, text: str) -> None:
+    """Write a benchmark's Markdown table whole or not at all, its paths relative to the
+    repository (as :func:`write_result` does for JSON)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(portable(text))
+    os.replace(tmp, path)
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
     """Rows of a Lightning metrics.csv as {column: float}, empty cells dropped."""
     if not path.is_file():

@@ -62,6 +62,7 @@ from benchmark_runs import (  # noqa: E402
     portable,
     read_metrics,
     write_result,
+    write_table,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -320,7 +321,7 @@ def write_report(args, command: str, eval_settings: dict, eval_fp: str) -> str:
         "eval_fingerprint": eval_fp, "torch_version": torch.__version__, **built,
         "runs": sorted(records),
     })  # fmt: skip
-    (args.out / "binarized_mnist.md").write_text(table + "\n")
+    write_table(args.out / "binarized_mnist.md", table + "\n")
     return table
 
 

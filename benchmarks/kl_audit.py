@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import sys
@@ -36,7 +35,7 @@ from implicit_vae.evaluation.audit import audit_run
 from implicit_vae.training.fit import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_runs import write_result  # noqa: E402
+from benchmark_runs import write_result, write_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src" / "implicit_vae" / "configs"
@@ -235,10 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_result(args.out / "kl_audit.json", report)
     if audits:
-        table = args.out / "kl_audit.md"
-        tmp = table.with_name(f".{table.name}.tmp")
-        tmp.write_text(markdown(report))
-        os.replace(tmp, table)  # whole or not at all
+        write_table(args.out / "kl_audit.md", markdown(report))
         print(markdown(report))
     print(f"wrote {args.out / 'kl_audit.json'}")
     return 0

@@ -79,6 +79,7 @@ from benchmark_runs import (  # noqa: E402
     critic_health,
     differing_keys,
     write_result,  # noqa: E402
+    write_table,  # noqa: E402
 )
 from benchmark_runs import duration as _duration  # noqa: E402
 from benchmark_runs import fmt as _fmt  # noqa: E402
@@ -632,7 +633,7 @@ def write_report(args, command: str, data_info: dict, results: dict, n_test: int
         "models": results,
     }
     write_result(args.out / "mnist.json", report)
-    (args.out / "mnist.md").write_text(table + "\n")
+    write_table(args.out / "mnist.md", table + "\n")
     return table
 
 

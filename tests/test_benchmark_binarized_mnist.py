@@ -324,3 +324,14 @@ def test_a_finished_run_is_reused_though_the_schema_grew(bench, tmp_path):
     assert bench.plan(run, want, cached, "other", reuse=True) == "evaluate"
     (run / "checkpoints" / "best.ckpt").write_bytes(b"other weights")
     assert bench.plan(run, want, cached, "e", reuse=True) == "evaluate"
+
+
+def test_no_committed_result_names_a_directory_of_a_machine():
+    """Every committed result (JSON, Markdown) names paths relative to the repository."""
+    import re
+
+    machine = re.compile(r"(?<![\w.])/(work|tmp|root|home|Users)/")
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    offenders = [str(p.relative_to(results)) for p in sorted(results.rglob("*"))
+                 if p.suffix in (".json", ".md") and machine.search(p.read_text())]  # fmt: skip
+    assert not offenders, offenders
