@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive
-
-
-def _at_least_2(text: str) -> int:
-    value = positive(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} is below 2")
-    return value
+from .common import at_least_two, positive
 
 
 def _non_negative(text: str) -> int:
@@ -29,16 +22,16 @@ def add_parser(sub) -> None:
                    help="inputs of the split to audit (default 32)")
     p.add_argument("--mixing", type=positive, default=1000, metavar="K",
                    help="fresh mixing draws of the semi-implicit bracket (default 1000)")
-    p.add_argument("--truth-samples", type=_at_least_2, default=512, metavar="N",
+    p.add_argument("--truth-samples", type=at_least_two, default=512, metavar="N",
                    help="samples of q per input for the bracket (default 512)")
     p.add_argument("--estimators", metavar="NAMES", default=None,
                    help="comma-separated estimators (default: all; avb_ac runs each contrast, "
                         "avb_ac[full] one)")
     p.add_argument("--steps", type=_non_negative, default=200, metavar="N",
                    help="critic updates per input (default 200)")
-    p.add_argument("--batch-size", type=_at_least_2, default=128, metavar="N",
+    p.add_argument("--batch-size", type=at_least_two, default=128, metavar="N",
                    help="samples of q and p per critic update (default 128)")
-    p.add_argument("--samples", type=_at_least_2, default=1000, metavar="N",
+    p.add_argument("--samples", type=at_least_two, default=1000, metavar="N",
                    help="samples of q (and p) per input for each estimate (default 1000)")
     p.add_argument("--critic-width", type=positive, default=128, metavar="W")
     p.add_argument("--critic-blocks", type=_non_negative, default=2, metavar="B")

@@ -60,3 +60,11 @@ def positive(text: str) -> int:
     return value
 
 
+def at_least_two(text: str) -> int:
+    """An integer ≥ 2 (sample counts that a variance or covariance needs)."""
+    value = positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} is below 2")
+    return value
+
+

@@ -8,14 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError
-from .common import positive
-
-
-def _at_least_2(text: str) -> int:
-    value = positive(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} is below 2")
-    return value
+from .common import at_least_two, positive
 
 
 def add_parser(sub) -> None:
@@ -26,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--examples", type=positive, default=20, metavar="N",
                    help="inputs of the split to diagnose (default 20)")
-    p.add_argument("--samples", type=_at_least_2, default=4000, metavar="K",
+    p.add_argument("--samples", type=at_least_two, default=4000, metavar="K",
                    help="draws of q(z|x) per input (default 4000)")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--checkpoint", default="last", choices=["last", "best"])
