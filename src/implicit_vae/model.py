@@ -34,12 +34,15 @@ class LossTerms:
     Attributes:
         reconstruction: E_q[log p(x|z)], shape (B,).
         kl: the estimator's KL(q(z|x) ‖ p(z)) estimate (or its named divergence), shape (B,).
-        loss: mean over the batch of −reconstruction + β·kl, a scalar to minimise.
+        objective: the per-example objective to maximise, shape (B,): reconstruction − β·kl, or
+            the importance-weighted bound under ``objective="iw"``.
+        loss: −objective averaged over the batch, a scalar to minimise.
         q: the posterior sample the terms were computed from.
     """
 
     reconstruction: torch.Tensor
     kl: torch.Tensor
+    objective: torch.Tensor
     loss: torch.Tensor
     q: PosteriorSample
 
@@ -62,6 +65,12 @@ class ImplicitVAE(nn.Module):
             estimator (see :mod:`.divergences.aggregate_ratio`); None builds the default
             :class:`AggregateRatioCritic` where one is needed. It is a critic: its parameters are
             in :meth:`critic_parameters` and its loss in :meth:`critic_loss`.
+        objective: ``"elbo"`` (reconstruction − β·KL, averaged over the n samples), or ``"iw"``:
+            the importance-weighted bound log (1/n) Σ_s p(x|z_s) exp(−r(z_s)) over the n samples,
+            r the estimator's per-sample log q(z|x) − log p(z) (IWAE, Burda et al. 2016; for a
+            semi-implicit q with SIVI's mixture, IWHVI, Sobolev & Vetrov 2019). It needs an
+            estimator with ``has_log_ratio``, β = 1 and a prior without an aggregate critic; with
+            n = 1 it is the ELBO.
 
     A learnable implicit prior p_ψ = h_ψ(η) under a KL estimator learns through ``prior_critic``
     alone: ∇_ψ E_x KL(q(z|x) ‖ p_ψ) = ∇_ψ KL(q(z) ‖ p_ψ), and the aggregate KL is small where the
@@ -83,8 +92,11 @@ class ImplicitVAE(nn.Module):
         beta: float = 1.0,
         *,
         prior_critic: nn.Module | None = None,
+        objective: str = "elbo",
     ):
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         dims = {posterior.latent_dim, prior.latent_dim, likelihood.latent_dim, estimator.latent_dim}
         if len(dims) != 1:
             raise IncompatibleComponentsError(f"latent dimensions disagree: {sorted(dims)}")
@@ -114,6 +126,11 @@ class ImplicitVAE(nn.Module):
         if prior_critic is None and needs_aggregate_critic(prior, estimator):
             prior_critic = AggregateRatioCritic(prior.latent_dim)
         self.prior_critic = prior_critic
+        if objective == "iw":
+            reason = _iw_error(estimator, beta, prior_critic)
+            if reason is not None:
+                raise IncompatibleComponentsError(reason)
+        self.objective = objective
 
     @property
     def latent_dim(self) -> int:
@@ -123,14 +140,19 @@ class ImplicitVAE(nn.Module):
         """Loss terms for a batch ``x`` of shape (B, *event_shape) or (B, data_dim), using
         ``n_samples`` z per example."""
         q = self.posterior.sample(x, n_samples, moments=self.estimator.needs_posterior_moments)
+        if self.objective == "iw":
+            log_px_z = self.likelihood.log_prob(x, q.z)  # (n, B)
+            log_ratio = self.estimator.log_ratio(x, q, self.prior)  # (n, B)
+            bound = torch.logsumexp(log_px_z - log_ratio, 0) - math.log(q.z.shape[0])
+            return LossTerms(log_px_z.mean(0), log_ratio.mean(0), bound, -bound.mean(), q)
         reconstruction = self.likelihood.log_prob(x, q.z).mean(0)  # (B,)
         if self.prior_critic is None:
             kl = self.estimator.estimate(x, q, self.prior)  # (B,)
         else:  # ψ learns through the aggregate critic only; the added term is zero-valued
             kl = self.estimator.estimate(x, q, DetachedPrior(self.prior))
             kl = kl + self.prior_critic.surrogate(q.z, self.prior)
-        loss = (-reconstruction + self.beta * kl).mean()
-        return LossTerms(reconstruction, kl, loss, q)
+        objective = reconstruction - self.beta * kl
+        return LossTerms(reconstruction, kl, objective, -objective.mean(), q)
 
     def critic_loss(self, x: torch.Tensor, n_samples: int = 1) -> CriticLoss:
         """The estimator's own loss on fresh posterior samples, which carry no gradient to the model,
@@ -183,6 +205,26 @@ class ImplicitVAE(nn.Module):
     def generate(self, n: int) -> torch.Tensor:
         """E[x|z] for ``n`` prior samples; shape (n, data_dim)."""
         return self.likelihood.mean(self.prior.sample(n))
+
+
+OBJECTIVES = ("elbo", "iw")
+
+
+def _iw_error(estimator: DivergenceEstimator, beta: float, prior_critic) -> str | None:
+    """Why the importance-weighted objective cannot be used with these parts, or None."""
+    if not estimator.has_log_ratio:
+        from .divergences import ESTIMATORS
+
+        able = [name for name, cls in ESTIMATORS.items() if cls.has_log_ratio]
+        return (
+            f"the importance-weighted objective needs a per-sample log q(z|x) - log p(z), which "
+            f"{type(estimator).__name__} does not give; estimators that do: {', '.join(able)}"
+        )
+    if beta != 1:
+        return f"the importance-weighted objective is a bound on log p(x) only with beta 1, got {beta}"
+    if prior_critic is not None:
+        return "the importance-weighted objective cannot train a prior through an aggregate critic"
+    return None
 
 
 def compatible_estimators(posterior: Posterior, prior: Prior) -> list[str]:

@@ -219,6 +219,12 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
     )  # fmt: skip
 
     estimator_cls = ESTIMATORS[d.name]
+    if m.objective == "iw" and not estimator_cls.has_log_ratio:
+        able = [name for name, cls in ESTIMATORS.items() if cls.has_log_ratio]
+        raise ConfigError(
+            f"model.objective: 'iw' needs a per-sample log q(z|x) - log p(z), which "
+            f"divergence.name {d.name!r} does not give; expected one of {', '.join(able)}"
+        )
     reason = estimator_cls.requirements_error(posterior, prior)
     if reason is not None:
         raise ConfigError(
@@ -262,7 +268,13 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
         )
     try:
         return ImplicitVAE(
-            posterior, prior, likelihood, estimator, beta=m.beta, prior_critic=prior_critic
+            posterior,
+            prior,
+            likelihood,
+            estimator,
+            beta=m.beta,
+            prior_critic=prior_critic,
+            objective=m.objective,
         )
     except IncompatibleComponentsError as err:
         raise ConfigError(str(err)) from None

@@ -138,6 +138,12 @@ class ModelConfig:
         help="semi_implicit: σ of N(z; μ(x, ε), σ²) is one vector, a network of x, or of (x, ε)",
     )
     beta: float = _key(1.0, min=0.0, help="weight of the KL term; 1 is the ELBO")
+    objective: str = _key(
+        "elbo",
+        choices=("elbo", "iw"),
+        help="elbo, or iw: the IWAE bound over train.n_samples z (estimators analytic, "
+        "monte_carlo, sivi)",
+    )
     architecture: str = _key(
         "mlp",
         choices=ARCHITECTURE_NAMES,
@@ -533,6 +539,17 @@ def config_from_dict(raw: dict) -> Config:
 
 
 def _check_consistency(cfg: Config) -> None:
+    if cfg.model.objective == "iw" and cfg.train.n_samples < 2:
+        raise ConfigError(
+            "model.objective: 'iw' averages importance weights over train.n_samples z per "
+            f"example, but train.n_samples is {cfg.train.n_samples} (with 1 it is the ELBO); "
+            "expected train.n_samples >= 2"
+        )
+    if cfg.model.objective == "iw" and cfg.model.beta != 1:
+        raise ConfigError(
+            f"model.objective: 'iw' is a bound on log p(x) only with model.beta 1, got "
+            f"{cfg.model.beta}; expected model.beta 1 or model.objective elbo"
+        )
     if cfg.model.prior == "samples" and not cfg.model.prior_path:
         raise ConfigError(
             "model.prior_path: required when model.prior is 'samples'; give an .npy file of shape "

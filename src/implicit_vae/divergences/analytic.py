@@ -14,12 +14,14 @@ class AnalyticKL(DivergenceEstimator):
     carried by the sample: ½ Σ (μ² + σ² − 1 − log σ²) for a diagonal q (Kingma & Welling 2014,
     App. B), ½ (‖μ‖² + tr Σ − D − log det Σ) for a full covariance Σ.
 
-    Exact, so the ELBO it gives is a true lower bound.
+    Exact, so the ELBO it gives is a true lower bound. Its per-sample log ratio (for the
+    importance-weighted objective) is log q(z|x) − log p(z) from the two densities.
     """
 
     needs_posterior_density = True
     needs_posterior_moments = True
     needs_prior_density = True
+    has_log_ratio = True
 
     @classmethod
     def requirements_error(cls, posterior, prior):
@@ -47,12 +49,16 @@ class AnalyticKL(DivergenceEstimator):
         log_det = q.log_det_cov
         return 0.5 * (mean.pow(2).sum(-1) + var.sum(-1) - mean.shape[-1] - log_det)
 
+    def _log_ratio(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        return q.log_prob - prior.log_prob(q.z)
+
 
 class MonteCarloKL(DivergenceEstimator):
     """E_q[log q(z|x) − log p(z)] averaged over the n samples: unbiased, needs both densities."""
 
     needs_posterior_density = True
     needs_prior_density = True
+    has_log_ratio = True
 
-    def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
-        return (q.log_prob - prior.log_prob(q.z)).mean(0)
+    def _log_ratio(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        return q.log_prob - prior.log_prob(q.z)

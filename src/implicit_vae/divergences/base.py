@@ -40,12 +40,17 @@ class DivergenceEstimator(nn.Module):
         checks them when a model is built.
       - ``is_kl`` is False for estimators of another divergence (MMD, energy distance), whose
         ``divergence_name`` is then reported in every output.
+      - ``has_log_ratio`` is True where the estimate is the mean over the n samples of a per-sample
+        r(z) ≈ log q(z|x) − log p(z), ``_log_ratio(x, q, prior) -> (n, B)``, with
+        E[exp(−r(z)) | z] = p(z)/q(z|x): exact densities, or SIVI's mixture. The
+        importance-weighted objective (``ImplicitVAE(objective="iw")``) needs it.
     Shapes: ``x`` (B, *event_shape) (flat rows (B, data_dim) are accepted too); ``q.z`` (n, B, D).
     """
 
     needs_posterior_density: bool = False
     needs_posterior_moments: bool = False
     needs_prior_density: bool = False
+    has_log_ratio: bool = False
     is_kl: bool = True
     divergence_name: str = "kl"
 
@@ -64,6 +69,17 @@ class DivergenceEstimator(nn.Module):
         x = self._check(x, q)
         self.use_prior(prior)
         return self._estimate(x, q, prior)
+
+    def log_ratio(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        """Per-sample log q(z|x) − log p(z) (or its estimate), shape (n, B), for estimators with
+        ``has_log_ratio``; their :meth:`estimate` is its mean over the n samples."""
+        if not self.has_log_ratio:
+            raise NotImplementedError(
+                f"{type(self).__name__} gives no per-sample log q(z|x) - log p(z)"
+            )
+        x = self._check(x, q)
+        self.use_prior(prior)
+        return self._log_ratio(x, q, prior)
 
     def critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:
         """The estimator's training loss on samples cut from the posterior (``q`` is detached here)."""
@@ -103,6 +119,11 @@ class DivergenceEstimator(nn.Module):
         return x
 
     def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+        if self.has_log_ratio:
+            return self._log_ratio(x, q, prior).mean(0)
+        raise NotImplementedError
+
+    def _log_ratio(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         raise NotImplementedError
 
     def _critic_loss(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> CriticLoss:

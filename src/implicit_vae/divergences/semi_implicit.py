@@ -60,6 +60,11 @@ class SIVI(SemiImplicitEstimator):
     Gradients flow through z, ε_0's conditional and the fresh components (all reparameterised).
     No critic: the critic loss is zero.
 
+    Its per-sample log q̂_K(z|x) − log p(z) serves the importance-weighted objective: given z,
+    E[1/q̂_K(z|x)] = 1/q(z|x) exactly (ε_0 drawn from q(ε|z, x), the rest from q(ε); symmetrise
+    over the K + 1 draws), so E[p(x, z)/q̂_K] = p(x) and the IW bound over them is a lower bound on
+    log p(x) for every K (Sobolev & Vetrov 2019, IWHVI with the mixing prior as τ).
+
     Args:
         event_shape, latent_dim: as for :class:`DivergenceEstimator`.
         mixing_samples: K, fresh mixing draws per x per step, shared by that x's n samples. The
@@ -69,6 +74,8 @@ class SIVI(SemiImplicitEstimator):
 
     References:
         > M. Yin, M. Zhou. Semi-Implicit Variational Inference, ICML 2018, Theorem 1.
+        > A. Sobolev, D. Vetrov. Importance Weighted Hierarchical Variational Inference, NeurIPS
+        > 2019.
     """
 
     def __init__(
@@ -81,7 +88,9 @@ class SIVI(SemiImplicitEstimator):
         check_int("mixing_samples", mixing_samples, 1)
         self.mixing_samples = mixing_samples
 
-    def _estimate(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
+    has_log_ratio = True
+
+    def _log_ratio(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         if not isinstance(q, SemiImplicitSample) or q.components is None or q.loc is None:
             raise ValueError(
                 f"{type(self).__name__} needs a sample of a SemiImplicitPosterior (with its "
@@ -89,4 +98,4 @@ class SIVI(SemiImplicitEstimator):
             )
         loc, scale = q.components(self.mixing_samples)  # (K, B, D) each
         log_q = log_mixture_density(q.z, q.loc, q.scale, loc, scale)  # (n, B)
-        return (log_q - prior.log_prob(q.z)).mean(0)
+        return log_q - prior.log_prob(q.z)

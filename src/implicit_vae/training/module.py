@@ -456,7 +456,8 @@ class TwoPlayerLoop:
         self, x_all: torch.Tensor, batch_size: int = 500, split: str | None = None
     ) -> dict[str, float]:
         """Mean loss, reconstruction error −E_q[log p(x|z)] and KL estimate over a split (so that
-        ``loss = reconstruction_error + beta * kl``), on the training device (the split
+        ``loss = reconstruction_error + beta * kl`` under the ELBO; under the importance-weighted
+        objective the loss is its negative bound), on the training device (the split
         is copied there once); uses its own RNG stream (CPU and every CUDA device forked) so the
         training sequence is the same whether or not (or how often) validation runs."""
         if split is not None:  # a split of the run: keep its device copy for the next validation
@@ -470,7 +471,9 @@ class TwoPlayerLoop:
         with forked_rng(self.cfg.train.seed + 12_345):
             for x in x_all.split(batch_size):
                 terms = self.model(x, self.cfg.train.n_samples)
-                sums.append(torch.stack([terms.reconstruction.sum(), terms.kl.sum()]))
+                sums.append(
+                    torch.stack([terms.reconstruction.sum(), terms.kl.sum(), terms.objective.sum()])
+                )
         self.model.train(was_training)
         chunks = torch.stack(sums).tolist() if sums else []  # one host read
         n = x_all.shape[0]
@@ -478,7 +481,8 @@ class TwoPlayerLoop:
             "reconstruction_error": -sum(c[0] for c in chunks) / n,
             key: sum(c[1] for c in chunks) / n,
         }
-        out["loss"] = out["reconstruction_error"] + self.model.beta * out[key]
+        # −objective: reconstruction_error + β·KL under the ELBO, the negative IW bound under "iw"
+        out["loss"] = -sum(c[2] for c in chunks) / n
         return out
 
     # --- checkpoints -------------------------------------------------------------------------------
