@@ -27,7 +27,9 @@ SETTINGS = {
         "title": "(a) UIVI paper's setting: z = 10, 200-200 ReLU MLPs, batch 100",
         "models": {"vae": "binarized_mnist_z10_vae.yaml", "sivi": "binarized_mnist_z10_sivi.yaml",
                    "uivi": "binarized_mnist_z10_uivi.yaml", "avb": "binarized_mnist_z10_avb.yaml",
-                   "avb_ac": "binarized_mnist_z10_avb_ac.yaml"},
+                   "avb_ac": "binarized_mnist_z10_avb_ac.yaml",
+                   "iwae": "binarized_mnist_z10_iwae.yaml",
+                   "sivi_iw": "binarized_mnist_z10_sivi_iw.yaml"},
         "seeds": (0, 1, 2),
         "paper_steps": 400_000,
     },
@@ -49,7 +51,10 @@ SETTINGS = {
         "paper_steps": None,
     },
 }  # fmt: skip
-IMPLICIT = ("sivi", "uivi", "avb", "avb_ac")
+IMPLICIT = ("sivi", "uivi", "avb", "avb_ac", "sivi_iw")
+# Pairs that share an objective, so that their difference is the posterior's alone: (a) an
+# importance-weighted semi-implicit model against the importance-weighted Gaussian one.
+CONTROLS = {"a": (("sivi_iw", "iwae"),)}
 
 # Rows of the anchors file each of our rows sets out to reproduce (test log p(x), nats).
 ANCHORS = {
@@ -237,12 +242,14 @@ def build(
         best = max(implicit, key=lambda m: a[m]["log_px_ais"]["mean"])
         pair = paired_over_seeds(by["a"][best], by["a"]["vae"], per_image)
         if pair is not None:
-            paired["a_best_implicit_minus_vae"] = {"implicit": best, **pair}
-    for s in ("b", "c"):
-        if {"vae", "avb_ac"} <= set(summary.get(s, {})):
-            pair = paired_over_seeds(by[s]["avb_ac"], by[s]["vae"], per_image)
+            paired["a_best_implicit_minus_vae"] = {"models": [best, "vae"], **pair}
+    wanted = [(s, "avb_ac", "vae") for s in ("b", "c")]
+    wanted += [(s, m, base) for s, pairs in CONTROLS.items() for m, base in pairs]
+    for s, m, base in wanted:
+        if {m, base} <= set(summary.get(s, {})):
+            pair = paired_over_seeds(by[s][m], by[s][base], per_image)
             if pair is not None:
-                paired[f"{s}_avb_ac_minus_vae"] = pair
+                paired[f"{s}_{m}_minus_{base}"] = {"models": [m, base], **pair}
     return {
         "settings": summary,
         "paired": paired,
@@ -300,7 +307,7 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
                 f"| {check} |")  # fmt: skip
         lines.append("")
     for key, p in report["paired"].items():
-        what = f"{p['implicit']} − vae" if "implicit" in p else "avb_ac − vae"
+        what = " − ".join(p["models"])
         se = p["stderr_over_seeds"]
         lines.append(
             f"Paired, setting ({key[0]}), {what} in AIS per test image: {p['difference']:+.2f}"

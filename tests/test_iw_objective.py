@@ -21,7 +21,7 @@ from implicit_vae.priors import StandardNormal
 D, DX, NOISE = 2, 5, 0.5
 
 
-class TableMixing(nn.Module):
+class LinearMixing(nn.Module):
     """μ(x, ε) = m(x) + A ε with m linear in x: a semi-implicit q(z|x) = N(m(x), AAᵀ + σ²I)."""
 
     def __init__(self, mean_map: nn.Linear, factor: torch.Tensor):
@@ -83,7 +83,7 @@ def semi_implicit_model(scale: float, mixing_samples: int = 100):
     lik, x, exact, mean_map, post_var = linear_gaussian()
     sigma = math.sqrt(0.25 * float(post_var.min()))
     factor = scale * torch.diag((post_var - sigma**2).sqrt())
-    post = SemiImplicitPosterior(DX, D, noise_dim=D, net=TableMixing(mean_map, factor),
+    post = SemiImplicitPosterior(DX, D, noise_dim=D, net=LinearMixing(mean_map, factor),
                                  sigma_init=scale * sigma).double()  # fmt: skip
     est = ESTIMATORS["sivi"](DX, D, mixing_samples=mixing_samples)
     return ImplicitVAE(post, StandardNormal(D).double(), lik, est, objective="iw"), x, exact
