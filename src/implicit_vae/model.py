@@ -213,18 +213,23 @@ OBJECTIVES = ("elbo", "iw")
 def _iw_error(estimator: DivergenceEstimator, beta: float, prior_critic) -> str | None:
     """Why the importance-weighted objective cannot be used with these parts, or None."""
     if not estimator.has_log_ratio:
-        from .divergences import ESTIMATORS
-
-        able = [name for name, cls in ESTIMATORS.items() if cls.has_log_ratio]
         return (
             f"the importance-weighted objective needs a per-sample log q(z|x) - log p(z), which "
-            f"{type(estimator).__name__} does not give; estimators that do: {', '.join(able)}"
+            f"{type(estimator).__name__} does not give; estimators that do: "
+            f"{', '.join(log_ratio_estimators())}"
         )
     if beta != 1:
         return f"the importance-weighted objective is a bound on log p(x) only with beta 1, got {beta}"
     if prior_critic is not None:
         return "the importance-weighted objective cannot train a prior through an aggregate critic"
     return None
+
+
+def log_ratio_estimators() -> list[str]:
+    """Names in ESTIMATORS with a per-sample log q/p: those the importance-weighted objective takes."""
+    from .divergences import ESTIMATORS
+
+    return [name for name, cls in ESTIMATORS.items() if cls.has_log_ratio]
 
 
 def compatible_estimators(posterior: Posterior, prior: Prior) -> list[str]:

@@ -25,7 +25,12 @@ from ..divergences import ESTIMATORS
 from ..divergences.adaptive_contrast import full_contrast_moment_error
 from ..divergences.aggregate_ratio import AggregateRatioCritic, needs_aggregate_critic
 from ..likelihoods import LIKELIHOODS
-from ..model import ImplicitVAE, IncompatibleComponentsError, compatible_estimators
+from ..model import (
+    ImplicitVAE,
+    IncompatibleComponentsError,
+    compatible_estimators,
+    log_ratio_estimators,
+)
 from ..networks.shapes import event_shape_of
 from ..posteriors import POSTERIORS
 from ..priors import PRIORS, Prior, SamplePrior
@@ -220,10 +225,10 @@ def build_model(cfg: Config, data_shape: int | Sequence[int]) -> ImplicitVAE:
 
     estimator_cls = ESTIMATORS[d.name]
     if m.objective == "iw" and not estimator_cls.has_log_ratio:
-        able = [name for name, cls in ESTIMATORS.items() if cls.has_log_ratio]
         raise ConfigError(
             f"model.objective: 'iw' needs a per-sample log q(z|x) - log p(z), which "
-            f"divergence.name {d.name!r} does not give; expected one of {', '.join(able)}"
+            f"divergence.name {d.name!r} does not give; expected one of "
+            f"{', '.join(log_ratio_estimators())}"
         )
     reason = estimator_cls.requirements_error(posterior, prior)
     if reason is not None:

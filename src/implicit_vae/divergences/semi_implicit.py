@@ -78,6 +78,8 @@ class SIVI(SemiImplicitEstimator):
         > 2019.
     """
 
+    has_log_ratio = True
+
     def __init__(
         self,
         event_shape: int | Sequence[int],
@@ -87,8 +89,6 @@ class SIVI(SemiImplicitEstimator):
         super().__init__(event_shape, latent_dim)
         check_int("mixing_samples", mixing_samples, 1)
         self.mixing_samples = mixing_samples
-
-    has_log_ratio = True
 
     def _log_ratio(self, x: torch.Tensor, q: PosteriorSample, prior: Prior) -> torch.Tensor:
         if not isinstance(q, SemiImplicitSample) or q.components is None or q.loc is None:
