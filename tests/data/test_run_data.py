@@ -121,3 +121,27 @@ def test_rgb_image_folder_trains_and_draws_its_figures(tmp_path):
     assert recorded(run) == "dynamic"
     assert {p.name for p in (run / "plots").iterdir()} >= {"samples.png", "reconstructions.png"}
     assert json.loads((run / DATA_INFO).read_text())["channels"] == 3
+
+
+def test_a_run_with_a_relative_data_path_is_read_from_any_directory(tmp_path, monkeypatch):
+    """data.path relative to where training ran: evaluate from elsewhere reads the same file (the
+    fingerprint matches, no warning), and a path the current directory does hold is left alone."""
+    (tmp_path / "train_here").mkdir()
+    x = (np.random.default_rng(0).random((40, 6)) > 0.5).astype(np.float32)
+    np.save(tmp_path / "train_here" / "bits.npy", x)
+    monkeypatch.chdir(tmp_path / "train_here")
+    run = train(tmp_path, "data.name=file", "data.path=bits.npy")
+    assert json.loads((run / DATA_INFO).read_text())["working_directory"] == \
+        str(tmp_path / "train_here")
+    _, _, there = load_run(run)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, _, here = load_run(run)
+    assert not [w for w in caught if "changed since" in str(w.message)]
+    assert torch.equal(here.test, there.test) and torch.equal(here.train, there.train)
+    np.save(tmp_path / "elsewhere" / "bits.npy", 1.0 - x)  # a file of that name here wins, and differs
+    with pytest.warns(UserWarning, match="changed since it was trained"):
+        _, _, other = load_run(run)
+    assert torch.equal(other.test, 1.0 - there.test)

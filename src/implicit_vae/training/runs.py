@@ -13,7 +13,9 @@ not available: its pid no longer runs on this host) is taken over.
 one-hot text columns, standardisation, label names, notes such as how a split was made) and a
 fingerprint of every split (rows, columns and the SHA-256 that ``compare`` pairs evaluations by).
 ``evaluate`` and ``--resume`` re-apply the saved preprocessing; ``--resume`` refuses data whose
-fingerprint changed, and ``evaluate`` warns.
+fingerprint changed, and ``evaluate`` warns. It also records the directory training ran in, so that
+a relative ``data.path`` (or ``train_path``…) that the current directory does not hold is read from
+there: a run can be evaluated from anywhere, and the fingerprint still guards what is read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import socket
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ except ImportError:  # pragma: no cover - Windows: the pid check alone
 LOCK_NAME = ".lock"
 DATA_INFO = "data_info.json"
 SPLITS = ("train", "val", "test")
+DATA_PATH_KEYS = ("path", "train_path", "val_path", "test_path")
 
 
 class RunLock:
@@ -410,7 +414,23 @@ def data_info_of(data: Dataset) -> dict[str, Any]:
 
 
 def write_data_info(run_dir: Path, data: Dataset) -> None:
-    write_json(run_dir / DATA_INFO, data_info_of(data))
+    write_json(run_dir / DATA_INFO, {**data_info_of(data), "working_directory": str(Path.cwd())})
+
+
+def data_options_for_run(data_cfg: Any, saved: dict[str, Any]) -> Any:
+    """``data_cfg`` with each relative data path that the current directory lacks but the
+    training directory (``saved["working_directory"]``) holds, made absolute there; otherwise
+    ``data_cfg`` itself (so a missing file is still reported as the config names it)."""
+    base = saved.get("working_directory")
+    if not isinstance(base, str):
+        return data_cfg
+    moved = {}
+    for key in DATA_PATH_KEYS:
+        value = getattr(data_cfg, key, None)
+        if isinstance(value, str) and value and not Path(value).is_absolute() \
+                and not Path(value).exists() and (Path(base) / value).exists():
+            moved[key] = str(Path(base) / value)
+    return replace(data_cfg, **moved) if moved else data_cfg
 
 
 def fingerprint_changes(saved: dict[str, Any], data: Dataset) -> str:
@@ -432,7 +452,8 @@ def load_run_data(run_dir: Path, cfg: Config) -> tuple[Dataset, str]:
     saved = read_data_info(run_dir)
     if saved is None:  # a run from before data_info.json: binarize=auto as it was then resolved
         return load_dataset(cfg.data, cfg.train.seed), ""
-    data = load_dataset(cfg.data, cfg.train.seed, likelihood=cfg.model.likelihood, info=saved)
+    data = load_dataset(data_options_for_run(cfg.data, saved), cfg.train.seed,
+                        likelihood=cfg.model.likelihood, info=saved)
     changed = fingerprint_changes(saved.get("fingerprint") or {}, data)
     if changed:
         sources = saved.get("sources") or {}
