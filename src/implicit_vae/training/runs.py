@@ -408,13 +408,13 @@ def data_fingerprint_of(data: Dataset) -> dict[str, dict[str, Any]]:
 
 
 def data_info_of(data: Dataset) -> dict[str, Any]:
-    """What ``data_info.json`` holds for ``data``."""
+    """What ``data_info.json`` holds for ``data``, read in the current (training) directory."""
     return {"name": data.name, "binarize": data.binarize, "notes": list(data.notes), **data.info,
-            "fingerprint": data_fingerprint_of(data)}
+            "fingerprint": data_fingerprint_of(data), "working_directory": str(Path.cwd())}
 
 
 def write_data_info(run_dir: Path, data: Dataset) -> None:
-    write_json(run_dir / DATA_INFO, {**data_info_of(data), "working_directory": str(Path.cwd())})
+    write_json(run_dir / DATA_INFO, data_info_of(data))
 
 
 def data_options_for_run(data_cfg: Any, saved: dict[str, Any]) -> Any:
