@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cpu import flush_denormals
 from .common import at_least_two, positive
 
 
@@ -46,6 +47,7 @@ def _num(v, fmt="{:9.3f}") -> str:
 
 
 def run(args: argparse.Namespace) -> None:
+    flush_denormals()
     from ..evaluation.audit import audit_run
 
     names = None

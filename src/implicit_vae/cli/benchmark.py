@@ -9,6 +9,7 @@ import torch
 
 from ..benchmarks.kl import CASE_KINDS, kl_accuracy
 from ..benchmarks.report import markdown_table
+from ..cpu import flush_denormals
 
 RESULTS = Path("benchmarks") / "results"  # the repository's tracked results (benchmarks/kl_accuracy.py)
 RUNS = Path("runs") / "benchmark_kl"  # the CLI's default: a fresh run directory, -2, -3… if taken
@@ -75,6 +76,7 @@ def main(
     args = parser.parse_args(argv)
     if args.waymarks < 1:
         parser.error(f"--waymarks must be >= 1 (1: a single classifier), got {args.waymarks}")
+    flush_denormals()
     torch.set_num_threads(args.threads)
     lock = None
     if args.out is None:

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError
+from ..cpu import flush_denormals
 from .common import at_least_two, positive
 
 
@@ -55,6 +56,7 @@ def _num(part: dict | None) -> str:
 
 def run(args: argparse.Namespace) -> None:
     _check(args)
+    flush_denormals()
     from ..evaluation.diagnose import diagnose_run
     from .evaluate import evaluation_device
 

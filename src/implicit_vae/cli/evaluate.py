@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError
+from ..cpu import flush_denormals
 from .common import positive
 
 
@@ -69,6 +70,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    flush_denormals()
     from ..evaluation.compare import data_fingerprint
     from ..evaluation.run import evaluate_model, split_data
     from ..training.checkpoint import atomic_save

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError, load_config, parse_override
+from ..cpu import flush_denormals
 from .common import add_config_options, resolve_config
 
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> None:
                 "--config cannot be combined with --resume; the run's stored config is used"
             )
         overrides = dict(parse_override(o) for o in args.set)
+        flush_denormals()
         from ..training.fit import fit
 
         run_dir, summary = fit(
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> None:
         )
     else:
         cfg = load_config(resolve_config(args.config), args.set)
+        flush_denormals()
         from ..training.fit import fit
 
         run_dir, summary = fit(cfg, on_start=_announce)
