@@ -14,7 +14,10 @@ SEED = 0
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Seed python, numpy and torch to ``SEED`` before every test; one intra-op thread, so timings
-    and floating-point reductions do not depend on how busy the machine is."""
+    and floating-point reductions do not depend on how busy the machine is. Subnormal floats are
+    kept, as a library user has them, also after a test that ran the CLI (which flushes them) in
+    this process."""
+    torch.set_flush_denormal(False)
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
