@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from implicit_vae.files import atomic_write_text
 from implicit_vae.training.runs import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +45,7 @@ def write_result(path: Path, obj: Any) -> None:
 def write_table(path: Path, text: str) -> None:
     """Write a benchmark's Markdown table whole or not at all, its paths relative to the
     repository (as :func:`write_result` does for JSON)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(portable(text))
-    os.replace(tmp, path)
+    atomic_write_text(path, portable(text))
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:

@@ -9,9 +9,10 @@ the gradients to within a subnormal (``python benchmarks/denormals.py --run <run
 ``benchmarks/results/denormals.json``: medians of 9 interleaved pairs on one thread).
 
 Flushing is a mode of each CPU thread, not of a tensor, inherited by the threads it starts, and
-torch cannot read it back, so the library's functions never change it; the ``implicit-vae`` command and the benchmarks, which own
-their process, turn it on first thing. In your own loop, call :func:`flush_denormals` once before
-any torch work: the threads torch starts later inherit the mode of the thread that starts them.
+torch cannot read it back, so the library's functions never change it; the ``implicit-vae``
+command and the benchmarks, which own their process, turn it on first thing. In your own loop,
+call :func:`flush_denormals` once before any torch work: the threads torch starts later inherit
+the mode of the thread that starts them.
 """
 
 from __future__ import annotations

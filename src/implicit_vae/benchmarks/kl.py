@@ -7,7 +7,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from ..divergences import ESTIMATORS, estimate_divergence, estimate_on_posterior
 from ..divergences.analytic import AnalyticKL
 from ..divergences.measure import samples_suffice
+from ..files import atomic_write_text
 from ..posteriors import PosteriorSample
 from .cases import (
     CRITIC,
@@ -144,20 +144,7 @@ def run_cell(
 
 def write_json(data: dict, path: Path) -> Path:
     """Write ``data`` as JSON atomically (temporary file in the same directory + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False))
 
 
 def format_cell(cell: dict) -> str:

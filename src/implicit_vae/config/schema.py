@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ..files import atomic_write_text
+
 # The names of each component family. The schema imports nothing of the library, so a config is
 # checked without loading torch; tests/config/test_schema.py checks that these match the registries.
 ESTIMATOR_NAMES = (
@@ -311,11 +313,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        """Write the resolved config as YAML, atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
+        """Write the resolved config as YAML, whole or not at all (:mod:`implicit_vae.files`)."""
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}

@@ -12,7 +12,6 @@ import csv
 import functools
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+
+from ..files import atomic_write
 
 DPI = 130
 _RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "figure.titlesize": 12,
@@ -51,20 +52,13 @@ def new_figure(w: float, h: float) -> Figure:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG at ``path`` atomically (temp file + ``os.replace``); clear ``fig``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f, matplotlib.rc_context(_RC):
-            fig.savefig(f, format="png", dpi=DPI, facecolor="white")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with matplotlib.rc_context(_RC):
+            return atomic_write(
+                path, lambda f: fig.savefig(f, format="png", dpi=DPI, facecolor="white")
+            )
     finally:
         fig.clear()
-    return path
 
 
 def _montage(imgs: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:

@@ -9,16 +9,15 @@ as tensors and primitives.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..files import atomic_write
 from ..rng import check_rng_states
 
 FORMAT_VERSION = 1
@@ -40,19 +39,7 @@ class CheckpointError(ValueError):
 
 def atomic_save(obj: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; checkpoints are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
@@ -66,12 +53,6 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

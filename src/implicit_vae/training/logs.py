@@ -10,9 +10,11 @@ renamed over the old one, so a kill mid-rewrite loses nothing either.
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_text
 
 
 def upgrade_columns(fieldnames: list[str], rows: list[dict[str, Any]]) -> list[str]:
@@ -73,12 +75,11 @@ class MetricsCSV:
             return list(csv.DictReader(handle))
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)  # the old rows are never absent from disk
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())  # the old rows are never absent from disk
 
 
 class RunLogs:

@@ -35,6 +35,7 @@ from typing import Any
 from ..config import Config, ConfigError, config_from_dict
 from ..config.factory import build_model
 from ..data import Dataset, load_dataset
+from ..files import atomic_write_text
 from ..model import ImplicitVAE
 from .checkpoint import CheckpointError, load_checkpoint
 
@@ -308,9 +309,7 @@ def _release_held() -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
 def load_run(
