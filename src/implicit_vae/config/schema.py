@@ -28,7 +28,7 @@ LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
 ACTIVATION_NAMES = ("elu", "relu", "leaky_relu", "tanh", "softplus")
 POSTERIOR_NAMES = ("gaussian", "gaussian_full", "implicit", "noise_basis", "semi_implicit")
 PRIOR_NAMES = ("standard_normal", "gaussian_mixture", "implicit", "samples")
-SCHEDULE_NAMES = ("constant", "cosine")
+SCHEDULE_NAMES = ("constant", "cosine", "multistep")
 ARCHITECTURE_NAMES = ("mlp", "conv")
 
 
@@ -233,7 +233,16 @@ class TrainConfig:
     lr_schedule: str = _key(
         "constant",
         choices=SCHEDULE_NAMES,
-        help="factor on both learning rates: constant, or cosine decay to 0 over max_steps",
+        help="factor on both learning rates: constant; cosine decay to 0 over max_steps; or "
+        "multistep, times lr_gamma at each of lr_milestones",
+    )
+    lr_milestones: list[int] = _key(
+        factory=list,
+        min=1,
+        help="multistep: the steps after which the rates are multiplied by lr_gamma, increasing",
+    )
+    lr_gamma: float = _key(
+        0.1, min=0.0, exclusive_min=True, max=1.0, help="multistep: factor at each milestone"
     )
     beta1: float = _key(0.5, min=0.0, max=0.999, help="Adam's β1 (AVB uses 0.5)")
     beta2: float = _key(0.999, min=0.0, max=0.9999, help="Adam's β2")
@@ -538,6 +547,22 @@ def config_from_dict(raw: dict) -> Config:
 
 
 def _check_consistency(cfg: Config) -> None:
+    t = cfg.train
+    if t.lr_schedule == "multistep" and not t.lr_milestones:
+        raise ConfigError(
+            "train.lr_milestones: required when train.lr_schedule is 'multistep'; give the steps "
+            "at which the rates drop, e.g. [100000, 175000]"
+        )
+    if t.lr_milestones and t.lr_schedule != "multistep":
+        raise ConfigError(
+            f"train.lr_milestones: only train.lr_schedule=multistep uses them, but "
+            f"train.lr_schedule is {t.lr_schedule!r}; use train.lr_schedule=multistep or drop them"
+        )
+    if any(b <= a for a, b in zip(t.lr_milestones, t.lr_milestones[1:])):
+        raise ConfigError(
+            f"train.lr_milestones: {t.lr_milestones} is not strictly increasing; expected steps "
+            "in increasing order"
+        )
     if cfg.model.objective == "iw" and cfg.train.n_samples < 2:
         raise ConfigError(
             "model.objective: 'iw' averages importance weights over train.n_samples z per "

@@ -239,7 +239,7 @@ class TwoPlayerLoop:
         """One batch: the critic updates, then the model update; None if the batch was skipped."""
         t, opts = self.cfg.train, self.optimizers
         stats: dict[str, float] = {}
-        factor = lr_factor(t.lr_schedule, step, t.max_steps)
+        factor = lr_factor(t.lr_schedule, step, t.max_steps, t.lr_milestones, t.lr_gamma)
         for opt, base in zip(opts, (t.lr, t.critic_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * factor
