@@ -36,6 +36,24 @@ TIMED_PAIRS = 3
 
 
 
+def pythae_schedule(train_cfg, steps_per_epoch: int) -> dict | None:
+    """Our ``train.lr_schedule`` as pythae's trainer settings (None: constant). pythae steps its
+    scheduler after each epoch, so only milestones on epoch boundaries carry over exactly."""
+    if train_cfg.lr_schedule == "constant":
+        return None
+    if train_cfg.lr_schedule != "multistep":
+        raise ValueError(f"the pythae peer mirrors constant and multistep schedules, not "
+                         f"{train_cfg.lr_schedule!r}")
+    epochs = []
+    for step in train_cfg.lr_milestones:
+        if step % steps_per_epoch:
+            raise ValueError(f"train.lr_milestones: {step} is not a whole number of epochs of "
+                             f"{steps_per_epoch} steps, which pythae's per-epoch scheduler needs")
+        epochs.append(step // steps_per_epoch)
+    return {"scheduler_cls": "MultiStepLR",
+            "scheduler_params": {"milestones": epochs, "gamma": train_cfg.lr_gamma}}
+
+
 def time_epochs(train: torch.Tensor, threads: int, device: torch.device, tmp: Path,
                 pairs: int = TIMED_PAIRS) -> tuple[list[float], list[float]]:
     """Seconds of one epoch of our ``fit`` and of pythae's trainer on setting (b)'s networks,
@@ -103,13 +121,16 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
         write_json(path, record)
         print(f"{NAME}: skipped ({record['skipped']})", flush=True)
         return record
-    if args.reuse_runs and path.is_file():
-        old = json.loads(path.read_text())
-        if old.get("eval_fingerprint") == eval_fp and "skipped" not in old:
-            return old
     cfg = load_config(CONFIG, [f"train.max_steps={args.steps}"] if args.steps else [])
     train, valid, _ = (torch.from_numpy(a).float() for a in load_binarized_mnist_dir(args.data))
     epochs = math.ceil(cfg.train.max_steps * BATCH / len(train))
+    schedule = pythae_schedule(cfg.train, math.ceil(len(train) / BATCH))
+    if args.reuse_runs and path.is_file():
+        old = json.loads(path.read_text())
+        # A record from before schedules were mirrored has none: it was trained at a constant rate.
+        same = old.get("eval_fingerprint") == eval_fp and old.get("schedule") == schedule
+        if same and old.get("epochs") == epochs and "skipped" not in old:
+            return old
     torch.manual_seed(0)
     ours = build_model(cfg, (train.shape[1],))
     t = cfg.train
@@ -117,7 +138,8 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
         start = time.perf_counter()
         trainer = _pythae_model("vae", ours, cfg.model.latent_dim, t.lr, (t.beta1, t.beta2),
                                 str(Path(tmp) / "train"), train, num_epochs=epochs,
-                                eval_data=valid, no_cuda=device.type != "cuda")  # fmt: skip
+                                eval_data=valid, no_cuda=device.type != "cuda",
+                                scheduler=schedule)  # fmt: skip
         trainer.train()
         train_time = time.perf_counter() - start
         best = getattr(trainer, "_best_model", None) or trainer.model
@@ -135,6 +157,7 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
     record = {
         "run": NAME, "what": "pythae VAE, our z40 networks copied, same data/batch/Adam/epochs; "
         "evaluated by our IS and AIS", "pythae_version": metadata.version("pythae"), "epochs": epochs,
+        "schedule": schedule,
         "eval_fingerprint": eval_fp, "log_px_is": numbers["log_px_is"],
         "log_px_is_stderr": numbers["log_px_is_stderr"], "log_px_ais": numbers["log_px_ais"],
         "elbo": numbers["elbo"], "train_wall_time_s": round(train_time, 1),

@@ -32,9 +32,11 @@ SETTINGS = {  # ours: config overrides; pythae: which model and trainer
 
 
 def _pythae_model(kind: str, ours, latent_dim: int, lr: float, betas, out_dir: str, data,
-                  num_epochs: int = 1, eval_data=None, no_cuda: bool = True):
+                  num_epochs: int = 1, eval_data=None, no_cuda: bool = True,
+                  scheduler: dict | None = None):
     """pythae's model and trainer around copies of our networks (``eval_data``: pythae keeps the
-    model best on it, as its benchmark scripts do)."""
+    model best on it, as its benchmark scripts do; ``scheduler``: the trainer config's
+    ``scheduler_cls`` and ``scheduler_params``, stepped by pythae once per epoch)."""
     import copy
 
     from pythae.data.datasets import BaseDataset
@@ -83,7 +85,8 @@ def _pythae_model(kind: str, ours, latent_dim: int, lr: float, betas, out_dir: s
     if kind == "vae":
         model = VAE(VAEConfig(input_dim=dim, latent_dim=latent_dim, reconstruction_loss="bce"),
                     encoder=encoder, decoder=decoder)  # fmt: skip
-        config = BaseTrainerConfig(learning_rate=lr, optimizer_params={"betas": betas}, **common)
+        config = BaseTrainerConfig(learning_rate=lr, optimizer_params={"betas": betas},
+                                   **(scheduler or {}), **common)
         trainer = BaseTrainer(model, train_dataset=dataset, eval_dataset=evaluation,
                               training_config=config)
     else:

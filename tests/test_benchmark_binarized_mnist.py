@@ -354,3 +354,34 @@ def test_no_committed_result_names_a_directory_of_a_machine():
     offenders = [str(p.relative_to(results)) for p in sorted(results.rglob("*"))
                  if p.suffix in (".json", ".md") and machine.search(p.read_text())]  # fmt: skip
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ([], None),
+        (["train.lr_schedule=multistep", "train.lr_milestones=[100000,175000]", "train.lr_gamma=0.5"],
+         {"scheduler_cls": "MultiStepLR", "scheduler_params": {"milestones": [200, 350], "gamma": 0.5}}),
+    ],
+    ids=["constant", "multistep"],
+)
+def test_the_peer_is_given_our_schedule_in_epochs(bench, settings, expected):
+    from implicit_vae.config import load_config
+
+    peer = load_benchmark_script("binarized_mnist_peer.py", "binarized_mnist_peer_schedule")
+    assert peer.pythae_schedule(load_config(None, settings).train, 500) == expected
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        (["train.lr_schedule=multistep", "train.lr_milestones=[100250]"], "100250 is not a whole"),
+        (["train.lr_schedule=cosine"], "not 'cosine'"),
+    ],
+)
+def test_the_peer_refuses_a_schedule_it_cannot_mirror(bench, settings, match):
+    from implicit_vae.config import load_config
+
+    peer = load_benchmark_script("binarized_mnist_peer.py", "binarized_mnist_peer_schedule")
+    with pytest.raises(ValueError, match=match):
+        peer.pythae_schedule(load_config(None, settings).train, 500)
