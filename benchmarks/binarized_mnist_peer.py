@@ -121,7 +121,9 @@ def run_peer(args, data, device, eval_fp: str) -> dict:
         write_json(path, record)
         print(f"{NAME}: skipped ({record['skipped']})", flush=True)
         return record
-    cfg = load_config(CONFIG, [f"train.max_steps={args.steps}"] if args.steps else [])
+    # The benchmark's --set overrides apply to the peer too (e.g. a schedule under test).
+    steps = [f"train.max_steps={args.steps}"] if args.steps else []
+    cfg = load_config(CONFIG, [*args.set, *steps])
     train, valid, _ = (torch.from_numpy(a).float() for a in load_binarized_mnist_dir(args.data))
     epochs = math.ceil(cfg.train.max_steps * BATCH / len(train))
     schedule = pythae_schedule(cfg.train, math.ceil(len(train) / BATCH))

@@ -233,8 +233,7 @@ class TrainConfig:
     lr_schedule: str = _key(
         "constant",
         choices=SCHEDULE_NAMES,
-        help="factor on both learning rates: constant; cosine decay to 0 over max_steps; or "
-        "multistep, times lr_gamma at each of lr_milestones",
+        help="factor on both learning rates: constant, cosine (to 0 at max_steps) or multistep",
     )
     lr_milestones: list[int] = _key(
         factory=list,
