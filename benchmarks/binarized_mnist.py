@@ -310,15 +310,47 @@ def per_image_loader(per_run: Path):
     return load
 
 
+_SELECTORS = ("--settings", "--models", "--seeds")
+
+
+def _selects(token: str) -> bool:
+    """Whether ``token`` is one of the selecting options, as argparse reads it (``--set`` is its
+    own option, not an abbreviation of ``--settings``)."""
+    flag = token.split("=", 1)[0]
+    return flag in _SELECTORS or (flag.startswith("--") and len(flag) > 2 and flag != "--set"
+                                  and any(s.startswith(flag) for s in _SELECTORS))  # fmt: skip
+
+
+def rebuild_command(argv: list[str], settings) -> str:
+    """The invocation that recomputes every row of a table over ``settings``: ``argv`` without its
+    choice of settings, models and seeds (so each setting's default models and seeds), with
+    ``--reuse-runs``, so finished runs and matching per-run results are reused, not retrained."""
+    kept, skip_value = [], False
+    for token in argv:
+        if skip_value:
+            skip_value = False
+        elif _selects(token):
+            skip_value = "=" not in token
+        else:
+            kept.append(token)
+    if "--reuse-runs" not in kept:
+        kept.append("--reuse-runs")
+    return shlex.join(["python", "benchmarks/binarized_mnist.py", "--settings", ",".join(settings),
+                       *kept])  # fmt: skip
+
+
 def write_report(args, command: str, eval_settings: dict, eval_fp: str) -> str:
     per_run = args.out / "binarized_mnist"
     records = collect(per_run, eval_fp)
     peer_path = per_run / "z40_pythae_vae_seed0.json"
     peer = json.loads(peer_path.read_text()) if peer_path.is_file() else None
     built = report.build(records, per_image_loader(per_run), peer)
-    table = report.markdown(built, portable(command), eval_settings)
+    settings = sorted({r["setting"] for r in records.values()}) or args.settings
+    rebuild = portable(rebuild_command(args.argv, settings))
+    table = report.markdown(built, rebuild, eval_settings, last=portable(command))
     write_result(args.out / "binarized_mnist.json", {
-        "benchmark": "binarized_mnist", "command": command, "evaluation": eval_settings,
+        "benchmark": "binarized_mnist", "command": command, "rebuild_command": rebuild,
+        "evaluation": eval_settings,
         "eval_fingerprint": eval_fp, "torch_version": torch.__version__, **built,
         "runs": sorted(records),
     })  # fmt: skip
@@ -364,6 +396,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="extra config override for every run (repeatable)")  # fmt: skip
     p.add_argument("--no-peer", action="store_true", help="skip the pythae peer of setting (b)")
     args = p.parse_args(argv)
+    args.argv = list(argv)  # for the table's rebuild command
     if args.quick:
         for key, value in QUICK.items():
             if key in ("steps", "eval_subset") and getattr(args, key) is not None:

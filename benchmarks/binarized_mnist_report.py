@@ -265,8 +265,11 @@ def _pm(entry: dict | None, digits: int = 2) -> str:
     return f"{entry['mean']:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
 
 
-def markdown(report: dict, command: str, evaluation: dict) -> str:
-    """The README table: per setting, our rows beside the published ones; then pairings, goals."""
+def markdown(report: dict, command: str, evaluation: dict, last: str | None = None) -> str:
+    """The README table: per setting, our rows beside the published ones; then pairings, goals.
+
+    ``command`` rebuilds every row; ``last``, when it differs, is the invocation that wrote the
+    table (which may have run only some of the rows)."""
     e = evaluation
     lines = [
         "Statically binarised MNIST (Larochelle & Murray: 50k train / 10k valid / 10k test); "
@@ -274,7 +277,8 @@ def markdown(report: dict, command: str, evaluation: dict) -> str:
         f"{e['ais_chains']} chains × {e['ais_steps']} steps"
         f"{_leapfrog(e)}, IS {e['is_samples']:,} samples, "
         f"IW semi-implicit {e['iw_samples']:,} × {e['iw_mixing_samples']} mixing draws. "
-        f"`{command}`",
+        f"Every row: `{command}`"
+        + (f" (this table was written by `{last}`)." if last and last != command else "."),
         "",
     ]
     for s, models in report["settings"].items():

@@ -82,7 +82,10 @@ def test_quick_run_end_to_end(quick):
     pair = report["paired"]["a_best_implicit_minus_vae"]
     assert pair["models"] == ["sivi", "vae"] and pair["difference"] == pytest.approx(paired["difference"])
     assert {g["status"] for g in report["goals"]} == {"pending"}
-    assert "| sivi |" in (quick / "out" / "binarized_mnist.md").read_text()
+    table = (quick / "out" / "binarized_mnist.md").read_text()
+    assert "| sivi |" in table
+    assert report["rebuild_command"].startswith("python benchmarks/binarized_mnist.py --settings a ")
+    assert f"Every row: `{report['rebuild_command']}`" in table
 
 
 @pytest.mark.slow
@@ -385,3 +388,17 @@ def test_the_peer_refuses_a_schedule_it_cannot_mirror(bench, settings, match):
     peer = load_benchmark_script("binarized_mnist_peer.py", "binarized_mnist_peer_schedule")
     with pytest.raises(ValueError, match=match):
         peer.pythae_schedule(load_config(None, settings).train, 500)
+
+
+@pytest.mark.parametrize("argv, settings, expected", [
+    (["--settings", "a", "--models", "sivi_iw", "--seeds", "2", "--ais-steps", "200"], ["a"],
+     "--settings a --ais-steps 200 --reuse-runs"),
+    (["--settings=b", "--model=vae", "--seed=0", "--reuse-runs", "--set", "train.lr_gamma=0.5"],
+     ["a", "b"], "--settings a,b --reuse-runs --set train.lr_gamma=0.5"),
+    (["--set", "train.seed=3", "--mod", "vae"], ["a"], "--settings a --set train.seed=3 --reuse-runs"),
+])  # fmt: skip
+def test_the_rebuild_command_drops_the_selection_of_one_invocation(bench, argv, settings, expected):
+    """A table written by a run of one model and seed names the command that rebuilds all its rows:
+    the same evaluation and overrides, each setting's default models and seeds, reusing runs."""
+    assert bench.rebuild_command(argv, settings) == "python benchmarks/binarized_mnist.py " + expected
+    assert bench.parse_args(argv).argv == argv
